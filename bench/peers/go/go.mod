@@ -1,0 +1,3 @@
+module squirrel/bench/peers/go
+
+go 1.19

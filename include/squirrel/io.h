@@ -1,0 +1,93 @@
+/* Squirrel runtime layer: non-blocking I/O on sockets and pipes.
+ *
+ * An sq_io wraps a non-blocking file descriptor registered with the
+ * runtime's epoll reactor.  Calls that would block suspend the calling task
+ * until the descriptor is ready.  Every waiting call has an _until form
+ * taking an absolute deadline (-ETIMEDOUT when it passes; -EINVAL if
+ * negative) and is a cancellation point (-ECANCELED).
+ *
+ * Cancel safety: a read or accept that returns -ECANCELED or -ETIMEDOUT
+ * consumed nothing.  A write that returns -ECANCELED/-ETIMEDOUT may have
+ * written part of the buffer: the write calls return the number of bytes
+ * written when that is > 0, and the error only when nothing was written.
+ *
+ * At most one task may wait to read and one to write on an sq_io at a time
+ * (a second concurrent reader or writer gets -EBUSY).  All calls must be
+ * made from tasks of the runtime that created the sq_io (-EPERM otherwise).
+ * Reads return the byte count, 0 at end of stream, or a negative errno.
+ */
+#ifndef SQUIRREL_IO_H
+#define SQUIRREL_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sq_io sq_io;
+
+/* Takes ownership of fd (made non-blocking and close-on-exec) and registers
+ * it.  -EBADF for a bad fd, -EPERM outside a runtime, -ENOMEM.  On failure
+ * fd is left open and untouched. */
+int sq_io_adopt(sq_io **out, int fd);
+
+/* The underlying descriptor (still owned by io). */
+int sq_io_fd(const sq_io *io);
+
+/* Closes io: tasks waiting on it return -EBADF, later calls on this handle
+ * are undefined (it is freed once no call is using it).  Never waits. */
+void sq_io_close(sq_io *io);
+
+/* TCP.  host is a numeric IPv4/IPv6 address or NULL (any / loopback for
+ * connect); port 0 lets the kernel choose (see sq_io_local_port). */
+int sq_tcp_listen(sq_io **out, const char *host, int port, int backlog);
+int sq_tcp_connect(sq_io **out, const char *host, int port);
+int sq_tcp_connect_until(sq_io **out, const char *host, int port,
+                         int64_t deadline);
+/* Sets TCP_NODELAY (on != 0) on a connected TCP sq_io. */
+int sq_tcp_nodelay(sq_io *io, int on);
+/* Port a listening or connected socket is bound to (> 0), or -errno. */
+int sq_io_local_port(const sq_io *io);
+
+/* Unix-domain stream sockets.  listen unlinks nothing: a stale socket file
+ * gives -EADDRINUSE. */
+int sq_unix_listen(sq_io **out, const char *path, int backlog);
+int sq_unix_connect(sq_io **out, const char *path);
+
+/* Accepts one connection (the new sq_io is non-blocking, close-on-exec). */
+int sq_io_accept(sq_io *listener, sq_io **out);
+int sq_io_accept_until(sq_io *listener, sq_io **out, int64_t deadline);
+
+/* A pipe: ends[0] reads, ends[1] writes. */
+int sq_pipe(sq_io *ends[2]);
+
+/* Reads up to n bytes (waits until at least one is available). */
+ssize_t sq_io_read(sq_io *io, void *buf, size_t n);
+ssize_t sq_io_read_until(sq_io *io, void *buf, size_t n, int64_t deadline);
+ssize_t sq_io_readv(sq_io *io, const struct iovec *iov, int iovcnt);
+ssize_t sq_io_readv_until(sq_io *io, const struct iovec *iov, int iovcnt,
+                          int64_t deadline);
+
+/* Writes all n bytes (waiting as needed) and returns n, or a short count
+ * when an error, cancellation or deadline stops it after a partial write,
+ * or a negative errno if nothing was written (-EPIPE when the peer is
+ * gone; SIGPIPE is never raised). */
+ssize_t sq_io_write(sq_io *io, const void *buf, size_t n);
+ssize_t sq_io_write_until(sq_io *io, const void *buf, size_t n,
+                          int64_t deadline);
+ssize_t sq_io_writev(sq_io *io, const struct iovec *iov, int iovcnt);
+ssize_t sq_io_writev_until(sq_io *io, const struct iovec *iov, int iovcnt,
+                           int64_t deadline);
+
+/* Shuts down the write side (the peer reads end of stream). */
+int sq_io_shutdown_write(sq_io *io);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

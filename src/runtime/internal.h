@@ -1,0 +1,317 @@
+/* Internal runtime structures shared by src/runtime/ (and, read-only, by
+ * the higher layers through the sq__ functions declared here). */
+#ifndef SQUIRREL_RUNTIME_INTERNAL_H
+#define SQUIRREL_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "squirrel/runtime.h"
+
+#define SQ__CACHELINE 64
+#define SQ__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SQ__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define sq__container_of(p, type, member) \
+    ((type *)((char *)(p) - offsetof(type, member)))
+
+/* ------------------------------------------------------ sanitizers */
+#if defined(__SANITIZE_ADDRESS__)
+#define SQ__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SQ__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SQ__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SQ__TSAN 1
+#endif
+#endif
+
+/* ------------------------------------------------------ spin lock */
+/* A test-and-test-and-set lock for critical sections of a few dozen
+ * instructions that never wait (queue links, wake-up hand-offs).  Spinning
+ * is bounded by the holder's short section; after 64 spins it yields the
+ * thread so an OS-preempted holder can finish. */
+typedef struct { atomic_int v; } sq__spin;
+void sq__spin_lock_slow(sq__spin *l);
+static inline void sq__spin_lock(sq__spin *l)
+{
+    if (SQ__LIKELY(!atomic_exchange_explicit(&l->v, 1, memory_order_acquire)))
+        return;
+    sq__spin_lock_slow(l);
+}
+static inline void sq__spin_unlock(sq__spin *l)
+{
+    atomic_store_explicit(&l->v, 0, memory_order_release);
+}
+static inline void sq__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* ------------------------------------------------------ futex */
+void sq__futex_wait(atomic_uint *addr, unsigned expected, int64_t deadline);
+void sq__futex_wake(atomic_uint *addr, int n);
+
+/* ------------------------------------------------------ context */
+/* Saved machine context: just the stack pointer; callee-saved registers
+ * live on the suspended stack. */
+typedef struct sq__ctx {
+    void *sp;
+#if !defined(__x86_64__) && !defined(__aarch64__)
+    void *uc; /* ucontext_t fallback */
+#endif
+} sq__ctx;
+
+/* Prepares ctx so that the first switch to it calls entry(arg) on the
+ * stack [base, base+size).  entry must never return. */
+void sq__ctx_make(sq__ctx *ctx, void *base, size_t size,
+                  void (*entry)(void *), void *arg);
+/* Saves the current context in from and resumes to. */
+void sq__ctx_switch(sq__ctx *from, sq__ctx *to);
+
+/* ------------------------------------------------------ stacks */
+typedef struct sq__stack {
+    void *base;      /* lowest usable byte (just above the guard page) */
+    size_t size;     /* usable bytes */
+    struct sq__stack *next; /* pool link */
+} sq__stack;
+
+/* ------------------------------------------------------ timers */
+typedef struct sq__timer {
+    int64_t deadline;
+    uint32_t index;          /* position in the heap; UINT32_MAX = not armed */
+    struct sq__task *task;   /* woken when it fires */
+} sq__timer;
+#define SQ__TIMER_IDLE UINT32_MAX
+
+/* ------------------------------------------------------ tasks */
+enum {
+    SQ__T_QUEUED = 0,   /* runnable, in some run queue */
+    SQ__T_RUNNING = 1,  /* on a worker (possibly about to park) */
+    SQ__T_PARKED = 2,   /* suspended, waiting for sq__task_wake */
+    SQ__T_DONE = 3,     /* finished */
+    SQ__T_NOTIFIED = 4, /* flag on RUNNING: a wake-up arrived before park */
+};
+
+enum { SQ__H_ATTACHED, SQ__H_DETACHED, SQ__H_CONSUMED };
+
+typedef struct sq__waiter sq__waiter;
+struct sq_group;
+
+typedef struct sq__task {
+    sq__ctx ctx;
+    atomic_int state;
+    int cancel_mask;               /* only touched by the task itself */
+    atomic_bool cancel_req;
+    bool started;
+    bool finished;                 /* under lock */
+    uint8_t handle;                /* SQ__H_*, under lock */
+    atomic_int refs;               /* handle + running */
+    _Atomic uint64_t id;           /* checked by handles; changes on reuse */
+    struct sq_runtime *rt;
+    struct sq__task *qnext;        /* global queue / free list link */
+    sq__stack *stack;
+    size_t stack_size;
+    sq_task_fn fn;
+    void *arg;
+    void *result;
+    int status;                    /* 0, -ECANCELED, -ENOMEM */
+    sq__spin lock;                 /* joiner, finished, handle, group */
+    sq__waiter *joiner;
+    sq__timer timer;
+    /* all-tasks registry (for shutdown and the task dump) */
+    struct sq__task *reg_prev, *reg_next;
+    int reg_shard;
+    /* task group membership */
+    struct sq_group *group;
+    struct sq__task *grp_prev, *grp_next;
+    void *tsan_fiber;
+    void *asan_fake_stack;
+    char name[32];
+} sq__task;
+
+/* A waiter: one waiting task or plain thread.  Lives on the waiter's own
+ * stack.  Rule for every user: the waker sets `signalled` and calls
+ * sq__waiter_wake while holding the lock that protects the queue the
+ * waiter is in, and the waiter takes that same lock before it returns, so
+ * a waiter is never touched after it has left. */
+struct sq__waiter {
+    sq__task *task;           /* NULL for a plain thread */
+    atomic_uint signalled;    /* futex word for plain threads */
+    int status;               /* set by the waker for the waiter */
+    sq__waiter *next, *prev;  /* for queues of waiters */
+    void *data;               /* for the primitive's own use */
+};
+
+void sq__waiter_init(sq__waiter *w);
+/* Marks w signalled and wakes its task or thread. */
+void sq__waiter_wake(sq__waiter *w);
+/* Suspends until w is signalled (0), the caller is cancelled
+ * (-ECANCELED, only if cancellable), or deadline passes (-ETIMEDOUT).
+ * Returns 0 at once if already signalled.  After a non-zero return the
+ * caller must take its lock and check `signalled` again: a grant may have
+ * raced with the cancellation or timeout. */
+int sq__waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable);
+
+/* ------------------------------------------------------ workers */
+#define SQ__RQ_CAP 256u
+
+typedef struct sq__runq {
+    _Alignas(SQ__CACHELINE) atomic_uint head; /* stealers and owner CAS */
+    _Alignas(SQ__CACHELINE) atomic_uint tail; /* owner writes */
+    _Atomic(sq__task *) buf[SQ__RQ_CAP];
+} sq__runq;
+
+typedef struct sq__worker {
+    sq__runq rq;
+    _Alignas(SQ__CACHELINE) struct sq_runtime *rt;
+    int index;
+    pthread_t thread;
+    sq__ctx sched_ctx;
+    sq__task *cur;              /* running task, or NULL */
+    sq__task *lifo;             /* woken task to run next (owner only) */
+    int lifo_streak;
+    sq__task *prev;             /* task that switched away, to settle */
+    int prev_action;
+    uint32_t tick;
+    uint32_t rng;
+    bool searching;
+    atomic_uint parked;         /* futex word: 1 while parked */
+    atomic_bool in_driver;      /* parked inside epoll */
+    /* caches, owner only */
+    sq__stack *stack_cache;
+    int stack_cache_n;
+    sq__task *task_cache;
+    uint64_t id_next, id_end;
+    void *sched_stack_lo;       /* thread stack, for ASan */
+    size_t sched_stack_size;
+    void *tsan_fiber;
+    void *altstack;
+} sq__worker;
+
+enum { SQ__SW_NONE, SQ__SW_PARK, SQ__SW_YIELD, SQ__SW_EXIT };
+
+/* ------------------------------------------------------ runtime */
+#define SQ__REG_SHARDS 16
+
+
+struct sq_runtime {
+    int nworkers;
+    sq__worker *workers;
+    size_t stack_size;
+    atomic_bool shutting_down;
+    atomic_bool stop;
+    atomic_long alive;          /* tasks not yet finished (+ unreaped) */
+
+    /* global run queue */
+    _Alignas(SQ__CACHELINE) pthread_mutex_t gq_lock;
+    sq__task *gq_head, *gq_tail;
+    atomic_long gq_len;
+
+    /* idle workers */
+    _Alignas(SQ__CACHELINE) atomic_uint nsearching;
+    atomic_uint nparked;
+    pthread_mutex_t idle_lock;
+    int *parked_list;
+    int nparked_list;
+
+    /* the driver: epoll + timers, polled by a parked worker */
+    _Alignas(SQ__CACHELINE) pthread_mutex_t driver_lock;
+    int epfd;
+    int evfd;
+    atomic_llong driver_until;  /* deadline the driver sleeps to, or MAX */
+    struct sq_io *io_release;   /* handles to free, under io_release_lock */
+    pthread_mutex_t io_release_lock;
+
+    _Alignas(SQ__CACHELINE) sq__spin timer_lock;
+    sq__timer **heap;
+    uint32_t heap_len, heap_cap;
+    atomic_llong timer_next;    /* earliest deadline, or INT64_MAX */
+
+    /* task registry, sharded to keep spawn/exit uncontended */
+    struct {
+        _Alignas(SQ__CACHELINE) pthread_mutex_t lock;
+        sq__task *head;
+    } reg[SQ__REG_SHARDS];
+
+    /* shared pools */
+    pthread_mutex_t pool_lock;
+    sq__stack *stack_pool;
+    int stack_pool_n;
+    sq__task *task_pool;        /* free task structs */
+    void **slabs;               /* task struct slabs, freed at destroy */
+    size_t nslabs, slabs_cap;
+
+    /* blocking pool */
+    pthread_mutex_t bp_lock;
+    pthread_cond_t bp_cond;
+    struct sq__job *bp_head, *bp_tail;
+    int bp_threads, bp_idle, bp_max;
+    pthread_t *bp_tids;
+    bool bp_stop;
+
+    atomic_uint done_seq;       /* futex: bumped when alive hits 0 */
+    bool workers_started;
+};
+
+/* ------------------------------------------------------ internal API */
+sq__worker *sq__worker_current(void);
+sq__task *sq__task_current(void);
+
+void sq__task_wake(sq__task *t);
+/* Suspends the current task until sq__task_wake (possibly spuriously:
+ * callers loop on their own condition). */
+void sq__task_park(void);
+
+void sq__sched_push_new(sq_runtime *rt, sq__task *t);
+void sq__sched_switch_away(int action);
+void sq__sched_notify(sq_runtime *rt);
+int sq__sched_start(sq_runtime *rt);
+void sq__sched_stop(sq_runtime *rt);
+void sq__sched_unpark_all(sq_runtime *rt);
+
+int sq__stack_get(sq_runtime *rt, sq__worker *w, size_t size, sq__stack **out);
+void sq__stack_put(sq_runtime *rt, sq__worker *w, sq__stack *s);
+void sq__stack_pool_free(sq_runtime *rt);
+void sq__overflow_handler_install(sq__worker *w);
+void sq__overflow_handler_remove(sq__worker *w);
+
+sq__task *sq__task_alloc(sq_runtime *rt, sq__worker *w);
+void sq__task_release(sq__task *t);   /* drop one reference */
+void sq__task_run_first(sq__worker *w, sq__task *t); /* no-stack start path */
+void sq__task_pool_free(sq_runtime *rt);
+void sq__task_settle_exit(sq__worker *w, sq__task *t);
+int sq__task_prepare(sq__worker *w, sq__task *t);  /* allocate stack */
+int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
+                 void *arg, const sq_spawn_opts *opts, bool keep_handle);
+void sq__task_abort(sq__task *t);
+void sq__registry_cancel_all(sq_runtime *rt);
+
+int sq__timer_arm(sq_runtime *rt, sq__timer *tm, int64_t deadline);
+void sq__timer_disarm(sq_runtime *rt, sq__timer *tm);
+void sq__timers_fire(sq_runtime *rt, int64_t now);
+void sq__timers_free(sq_runtime *rt);
+
+int sq__driver_init(sq_runtime *rt);
+void sq__driver_free(sq_runtime *rt);
+/* Polls epoll and fires timers; timeout_ns < 0 waits until the next timer
+ * (or a wake-up), 0 just polls.  Caller holds driver_lock. */
+void sq__driver_poll(sq_runtime *rt, int64_t timeout);
+void sq__driver_wake(sq_runtime *rt);
+
+void sq__blocking_stop(sq_runtime *rt);
+
+bool sq__cancel_pending(sq__task *t);
+
+#endif

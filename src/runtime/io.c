@@ -1,0 +1,198 @@
+/* Reading, writing and accepting on an sq_io: try the system call, wait
+ * for readiness on EAGAIN, try again. */
+#include "io_internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static inline uint32_t seq_of(sq_io *io, bool write)
+{
+    return atomic_load_explicit(write ? &io->wr_seq : &io->rd_seq,
+                                memory_order_acquire);
+}
+
+ssize_t sq_io_readv_until(sq_io *io, const struct iovec *iov, int iovcnt,
+                          int64_t deadline)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    int rc = sq__io_enter(io, deadline);
+    if (rc)
+        return rc;
+    ssize_t r;
+    for (;;) {
+        uint32_t seen = seq_of(io, false);
+        r = iovcnt == 1 ? read(io->fd, iov[0].iov_base, iov[0].iov_len)
+                        : readv(io->fd, iov, iovcnt);
+        if (r >= 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            r = -errno;
+            break;
+        }
+        if ((rc = sq__io_wait(io, false, seen, deadline)) != 0) {
+            r = rc;
+            break;
+        }
+    }
+    sq__io_unref(io);
+    return r;
+}
+
+ssize_t sq_io_readv(sq_io *io, const struct iovec *iov, int iovcnt)
+{
+    return sq_io_readv_until(io, iov, iovcnt, SQ_FOREVER);
+}
+
+ssize_t sq_io_read_until(sq_io *io, void *buf, size_t n, int64_t deadline)
+{
+    struct iovec v = {.iov_base = buf, .iov_len = n};
+    return sq_io_readv_until(io, &v, 1, deadline);
+}
+
+ssize_t sq_io_read(sq_io *io, void *buf, size_t n)
+{
+    return sq_io_read_until(io, buf, n, SQ_FOREVER);
+}
+
+static ssize_t write_once(sq_io *io, struct iovec *iov, int cnt)
+{
+    if (io->is_socket) {
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        return sendmsg(io->fd, &m, MSG_NOSIGNAL);
+    }
+    ssize_t r = cnt == 1 ? write(io->fd, iov[0].iov_base, iov[0].iov_len)
+                         : writev(io->fd, iov, cnt);
+    if (r < 0 && errno == EPIPE) {
+        sq__drain_sigpipe();
+        errno = EPIPE;
+    }
+    return r;
+}
+
+/* Writes every byte of iov (which it advances in place). */
+static ssize_t write_all(sq_io *io, struct iovec *iov, int cnt,
+                         int64_t deadline)
+{
+    size_t done = 0;
+    while (cnt > 0 && iov[0].iov_len == 0) {
+        iov++;
+        cnt--;
+    }
+    while (cnt > 0) {
+        uint32_t seen = seq_of(io, true);
+        ssize_t r = write_once(io, iov, cnt);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int rc = -errno;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                rc = sq__io_wait(io, true, seen, deadline);
+            if (rc)
+                return done > 0 ? (ssize_t)done : rc;
+            continue;
+        }
+        done += (size_t)r;
+        while (cnt > 0 && (size_t)r >= iov[0].iov_len) {
+            r -= (ssize_t)iov[0].iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov[0].iov_base = (char *)iov[0].iov_base + r;
+            iov[0].iov_len -= (size_t)r;
+        }
+    }
+    return (ssize_t)done;
+}
+
+ssize_t sq_io_writev_until(sq_io *io, const struct iovec *iov, int iovcnt,
+                           int64_t deadline)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    int rc = sq__io_enter(io, deadline);
+    if (rc)
+        return rc;
+    struct iovec small[8], *copy = small;
+    if (iovcnt > 8 && !(copy = malloc((size_t)iovcnt * sizeof *copy))) {
+        sq__io_unref(io);
+        return -ENOMEM;
+    }
+    memcpy(copy, iov, (size_t)iovcnt * sizeof *copy);
+    ssize_t r = write_all(io, copy, iovcnt, deadline);
+    if (copy != small)
+        free(copy);
+    sq__io_unref(io);
+    return r;
+}
+
+ssize_t sq_io_writev(sq_io *io, const struct iovec *iov, int iovcnt)
+{
+    return sq_io_writev_until(io, iov, iovcnt, SQ_FOREVER);
+}
+
+ssize_t sq_io_write_until(sq_io *io, const void *buf, size_t n,
+                          int64_t deadline)
+{
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+    return sq_io_writev_until(io, &v, 1, deadline);
+}
+
+ssize_t sq_io_write(sq_io *io, const void *buf, size_t n)
+{
+    return sq_io_write_until(io, buf, n, SQ_FOREVER);
+}
+
+int sq_io_accept_until(sq_io *l, sq_io **out, int64_t deadline)
+{
+    int rc = sq__io_enter(l, deadline);
+    if (rc)
+        return rc;
+    for (;;) {
+        uint32_t seen = seq_of(l, false);
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            rc = sq__io_new(l->rt, fd, out);
+            if (rc)
+                close(fd);
+            else
+                (*out)->is_socket = true;
+            break;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = -errno;
+            break;
+        }
+        if ((rc = sq__io_wait(l, false, seen, deadline)) != 0)
+            break;
+    }
+    sq__io_unref(l);
+    return rc;
+}
+
+int sq_io_accept(sq_io *l, sq_io **out)
+{
+    return sq_io_accept_until(l, out, SQ_FOREVER);
+}
+
+int sq_io_shutdown_write(sq_io *io)
+{
+    int rc = sq__io_enter(io, SQ_FOREVER);
+    if (rc)
+        return rc;
+    if (io->is_socket)
+        rc = shutdown(io->fd, SHUT_WR) == 0 ? 0 : -errno;
+    else
+        rc = -EINVAL;
+    sq__io_unref(io);
+    return rc;
+}

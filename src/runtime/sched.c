@@ -1,0 +1,626 @@
+/* The scheduler: worker threads, run queues, work stealing, parking.
+ *
+ * Each worker owns a bounded run queue (a ring of SQ__RQ_CAP tasks): the
+ * owner pushes at the tail and pops at the head, other workers steal half
+ * of it from the head with one CAS.  A task woken by a running task goes to
+ * the waker's LIFO slot and runs next (good cache locality for
+ * request/response hand-offs); at most three LIFO runs in a row, then the
+ * slot's task goes to the back of the queue so the others are not starved.
+ * Spawns from outside the runtime, and queue overflow, go to a global queue
+ * that every worker checks every 61 ticks and whenever its own queue is
+ * empty.
+ *
+ * Switching is direct, task to task: a task that parks, yields or exits
+ * picks the next task itself and switches straight to it; the worker's own
+ * scheduler context only runs when there is nothing to do.  The context
+ * that resumes "settles" the one that left (marks it parked, requeues it,
+ * or frees its stack), because that can only be done once its stack is no
+ * longer in use.
+ *
+ * Idle workers: a worker with nothing to run registers as parked and
+ * sleeps, one of them inside epoll (the "driver", which also fires timers),
+ * the rest on a futex.  Whoever makes work visible calls sq__sched_notify,
+ * which wakes one parked worker only if no worker is already searching:
+ * wake-ups never stampede.  Lost wake-ups are prevented by the usual
+ * Dekker pairing: the pusher publishes work then reads the idle counters,
+ * the parker publishes itself in the counters then re-reads the queues,
+ * each with a full fence between, so at least one of them sees the other.
+ */
+#include "internal.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef SQ__ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef SQ__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+static _Thread_local sq__worker *tls_worker;
+
+/* Not inlined: a task may resume on another thread, and the compiler must
+ * not reuse a thread-local address computed before a switch. */
+__attribute__((noinline)) sq__worker *sq__worker_current(void)
+{
+    sq__worker *w = tls_worker;
+    __asm__ __volatile__("" ::: "memory");
+    return w;
+}
+
+sq__task *sq__task_current(void)
+{
+    sq__worker *w = sq__worker_current();
+    return w ? w->cur : NULL;
+}
+
+sq_runtime *sq_runtime_current(void)
+{
+    sq__worker *w = sq__worker_current();
+    return w ? w->rt : NULL;
+}
+
+/* ------------------------------------------------------- local queue */
+
+static inline unsigned rq_len(sq__runq *q)
+{
+    unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
+    unsigned t = atomic_load_explicit(&q->tail, memory_order_acquire);
+    return t - h;
+}
+
+static void global_push_batch(sq_runtime *rt, sq__task *first,
+                              sq__task *last, long n)
+{
+    last->qnext = NULL;
+    pthread_mutex_lock(&rt->gq_lock);
+    if (rt->gq_tail)
+        rt->gq_tail->qnext = first;
+    else
+        rt->gq_head = first;
+    rt->gq_tail = last;
+    atomic_fetch_add_explicit(&rt->gq_len, n, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->gq_lock);
+}
+
+/* Owner only.  When the ring is full, half of it moves to the global queue
+ * in one locked operation, so overflow costs O(1) amortised. */
+static void rq_push(sq__worker *w, sq__task *t)
+{
+    sq__runq *q = &w->rq;
+    for (;;) {
+        unsigned tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        unsigned head = atomic_load_explicit(&q->head, memory_order_acquire);
+        if (tail - head < SQ__RQ_CAP) {
+            atomic_store_explicit(&q->buf[tail % SQ__RQ_CAP], t,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+            return;
+        }
+        unsigned n = SQ__RQ_CAP / 2;
+        sq__task *first = NULL, *last = NULL;
+        for (unsigned i = 0; i < n; i++) {
+            sq__task *x = atomic_load_explicit(&q->buf[(head + i) % SQ__RQ_CAP],
+                                               memory_order_relaxed);
+            if (last)
+                last->qnext = x;
+            else
+                first = x;
+            last = x;
+        }
+        if (!atomic_compare_exchange_strong_explicit(
+                &q->head, &head, head + n, memory_order_acq_rel,
+                memory_order_acquire))
+            continue; /* a stealer made room; retry the fast path */
+        last->qnext = t;
+        global_push_batch(w->rt, first, t, n + 1);
+        return;
+    }
+}
+
+static sq__task *rq_pop(sq__runq *q)
+{
+    unsigned head = atomic_load_explicit(&q->head, memory_order_acquire);
+    for (;;) {
+        unsigned tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (head == tail)
+            return NULL;
+        sq__task *t = atomic_load_explicit(&q->buf[head % SQ__RQ_CAP],
+                                           memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&q->head, &head, head + 1,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return t;
+    }
+}
+
+/* Moves half of victim's queue into w's (which is empty) and returns one
+ * task to run.  The slots are copied before the CAS that claims them; the
+ * owner never overwrites unclaimed slots, so a failed CAS just retries. */
+static sq__task *rq_steal(sq__worker *w, sq__worker *victim)
+{
+    sq__runq *src = &victim->rq, *dst = &w->rq;
+    unsigned dtail = atomic_load_explicit(&dst->tail, memory_order_relaxed);
+    for (;;) {
+        unsigned head = atomic_load_explicit(&src->head, memory_order_acquire);
+        unsigned tail = atomic_load_explicit(&src->tail, memory_order_acquire);
+        unsigned n = tail - head;
+        if (n == 0 || n > SQ__RQ_CAP)
+            return NULL;
+        n -= n / 2;
+        for (unsigned i = 0; i < n; i++) {
+            sq__task *t = atomic_load_explicit(
+                &src->buf[(head + i) % SQ__RQ_CAP], memory_order_relaxed);
+            atomic_store_explicit(&dst->buf[(dtail + i) % SQ__RQ_CAP], t,
+                                  memory_order_relaxed);
+        }
+        if (atomic_compare_exchange_strong_explicit(
+                &src->head, &head, head + n, memory_order_acq_rel,
+                memory_order_acquire)) {
+            sq__task *ret = atomic_load_explicit(
+                &dst->buf[(dtail + n - 1) % SQ__RQ_CAP], memory_order_relaxed);
+            if (n > 1)
+                atomic_store_explicit(&dst->tail, dtail + n - 1,
+                                      memory_order_release);
+            return ret;
+        }
+    }
+}
+
+/* --------------------------------------------------------- global queue */
+
+/* Takes a batch from the global queue: one to run, the rest into w's ring
+ * (a fair share, so the other workers get some too). */
+static sq__task *global_pop(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&rt->gq_lock);
+    long len = atomic_load_explicit(&rt->gq_len, memory_order_relaxed);
+    long take = len / rt->nworkers + 1;
+    long room = SQ__RQ_CAP / 2;
+    if (take > room)
+        take = room;
+    if (take > len)
+        take = len;
+    sq__task *first = rt->gq_head;
+    sq__task *t = first;
+    for (long i = 1; i < take; i++)
+        t = t->qnext;
+    if (t) {
+        rt->gq_head = t->qnext;
+        if (!rt->gq_head)
+            rt->gq_tail = NULL;
+        atomic_fetch_sub_explicit(&rt->gq_len, take, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&rt->gq_lock);
+    if (!first || take == 0)
+        return NULL;
+    sq__task *rest = first->qnext;
+    for (long i = 1; i < take; i++) {
+        sq__task *next = rest->qnext;
+        rq_push(w, rest);
+        rest = next;
+    }
+    return first;
+}
+
+static void global_push(sq_runtime *rt, sq__task *t)
+{
+    global_push_batch(rt, t, t, 1);
+    sq__sched_notify(rt);
+}
+
+/* ---------------------------------------------------------- idle workers */
+
+static bool work_visible(sq_runtime *rt)
+{
+    if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0)
+        return true;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (rq_len(&rt->workers[i].rq) > 0)
+            return true;
+    return false;
+}
+
+static void unpark_worker(sq_runtime *rt, sq__worker *w)
+{
+    atomic_store(&w->parked, 0);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&w->in_driver))
+        sq__driver_wake(rt);
+    else
+        sq__futex_wake(&w->parked, 1);
+}
+
+void sq__sched_notify(sq_runtime *rt)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->nsearching, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&rt->nparked, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&rt->idle_lock);
+    sq__worker *pick = NULL;
+    if (atomic_load(&rt->nsearching) == 0 && rt->nparked_list > 0) {
+        /* Prefer a futex sleeper: the driver should stay in epoll. */
+        int at = rt->nparked_list - 1;
+        for (int i = rt->nparked_list - 1; i >= 0; i--)
+            if (!atomic_load(&rt->workers[rt->parked_list[i]].in_driver)) {
+                at = i;
+                break;
+            }
+        pick = &rt->workers[rt->parked_list[at]];
+        rt->parked_list[at] = rt->parked_list[--rt->nparked_list];
+        atomic_fetch_sub(&rt->nparked, 1);
+        atomic_fetch_add(&rt->nsearching, 1);
+    }
+    pthread_mutex_unlock(&rt->idle_lock);
+    if (pick)
+        unpark_worker(rt, pick);
+}
+
+void sq__sched_unpark_all(sq_runtime *rt)
+{
+    pthread_mutex_lock(&rt->idle_lock);
+    while (rt->nparked_list > 0) {
+        sq__worker *w = &rt->workers[rt->parked_list[--rt->nparked_list]];
+        atomic_fetch_sub(&rt->nparked, 1);
+        atomic_fetch_add(&rt->nsearching, 1);
+        unpark_worker(rt, w);
+    }
+    pthread_mutex_unlock(&rt->idle_lock);
+}
+
+/* Removes w from the parked list if it is still there.  Returns false if
+ * someone already unparked it (and counted it as searching). */
+static bool unregister_parked(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    bool removed = false;
+    pthread_mutex_lock(&rt->idle_lock);
+    for (int i = 0; i < rt->nparked_list; i++)
+        if (rt->parked_list[i] == w->index) {
+            rt->parked_list[i] = rt->parked_list[--rt->nparked_list];
+            atomic_fetch_sub(&rt->nparked, 1);
+            atomic_store(&w->parked, 0);
+            removed = true;
+            break;
+        }
+    pthread_mutex_unlock(&rt->idle_lock);
+    return removed;
+}
+
+static void searching_done(sq__worker *w, bool found)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    if (atomic_fetch_sub(&w->rt->nsearching, 1) == 1 && found &&
+        work_visible(w->rt))
+        sq__sched_notify(w->rt); /* last searcher found work: maybe more */
+}
+
+static void park_worker(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    searching_done(w, false);
+    pthread_mutex_lock(&rt->idle_lock);
+    rt->parked_list[rt->nparked_list++] = w->index;
+    atomic_store(&w->parked, 1);
+    atomic_fetch_add(&rt->nparked, 1);
+    pthread_mutex_unlock(&rt->idle_lock);
+    atomic_thread_fence(memory_order_seq_cst);
+    if ((work_visible(rt) || atomic_load(&rt->stop)) && unregister_parked(w))
+        return;
+
+    bool self_removed = false;
+    if (pthread_mutex_trylock(&rt->driver_lock) == 0) {
+        atomic_store(&w->in_driver, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        while (atomic_load(&w->parked)) {
+            sq__driver_poll(rt, -1);
+            if ((w->lifo || rq_len(&w->rq) > 0) && unregister_parked(w)) {
+                self_removed = true;
+                break;
+            }
+        }
+        atomic_store(&w->in_driver, 0);
+        pthread_mutex_unlock(&rt->driver_lock);
+    } else {
+        while (atomic_load(&w->parked))
+            sq__futex_wait(&w->parked, 1, SQ_FOREVER);
+    }
+    if (!self_removed)
+        w->searching = true; /* the unparker counted us as searching */
+}
+
+/* ---------------------------------------------------------- finding work */
+
+static sq__task *steal_any(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    int n = rt->nworkers;
+    if (n < 2)
+        return NULL;
+    w->rng = w->rng * 1103515245u + 12345u;
+    int start = (int)((w->rng >> 16) % (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        sq__worker *v = &rt->workers[(start + i) % n];
+        if (v == w)
+            continue;
+        sq__task *t = rq_steal(w, v);
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+static void maintenance(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    /* Timers and I/O are normally driven by a parked worker; when all are
+     * busy, every 61st tick polls them without waiting. */
+    if (pthread_mutex_trylock(&rt->driver_lock) == 0) {
+        sq__driver_poll(rt, 0);
+        pthread_mutex_unlock(&rt->driver_lock);
+    }
+}
+
+/* Picks the next task for w without ever blocking, or NULL. */
+static sq__task *find_work(sq__worker *w)
+{
+    sq__task *t;
+    if (++w->tick % 61 == 0) {
+        maintenance(w);
+        if ((t = global_pop(w)))
+            goto found;
+    }
+    if (w->lifo) {
+        t = w->lifo;
+        w->lifo = NULL;
+        if (w->lifo_streak++ < 3)
+            return t;
+        rq_push(w, t);
+    }
+    w->lifo_streak = 0;
+    if ((t = rq_pop(&w->rq)) || (t = global_pop(w)) || (t = steal_any(w)))
+        goto found;
+    /* Nothing queued: poll the driver once so I/O and timers are not
+     * starved while the workers keep busy switching among waiting tasks. */
+    maintenance(w);
+    if (w->lifo) {
+        t = w->lifo;
+        w->lifo = NULL;
+        goto found;
+    }
+    if ((t = rq_pop(&w->rq)))
+        goto found;
+    return NULL;
+found:
+    searching_done(w, true);
+    return t;
+}
+
+/* As find_work, but also starts tasks that have not run yet: allocates
+ * their stack, or finishes them at once if they were aborted before
+ * starting or no stack could be had. */
+static sq__task *next_runnable(sq__worker *w)
+{
+    for (;;) {
+        sq__task *t = find_work(w);
+        if (!t || t->started)
+            return t;
+        if (sq__task_prepare(w, t) == 0)
+            return t;
+        /* finished without running; try the next one */
+    }
+}
+
+/* -------------------------------------------------------------- switching */
+
+static void settle(sq__worker *w)
+{
+    sq__task *p = w->prev;
+    if (!p)
+        return;
+    w->prev = NULL;
+    switch (w->prev_action) {
+    case SQ__SW_PARK: {
+        int exp = SQ__T_RUNNING;
+        if (atomic_compare_exchange_strong(&p->state, &exp, SQ__T_PARKED))
+            break;
+        /* A wake-up arrived while it was switching out: run it again. */
+        atomic_store(&p->state, SQ__T_QUEUED);
+        rq_push(w, p);
+        sq__sched_notify(w->rt);
+        break;
+    }
+    case SQ__SW_YIELD:
+        atomic_store(&p->state, SQ__T_QUEUED);
+        rq_push(w, p);
+        break;
+    case SQ__SW_EXIT:
+        sq__task_settle_exit(w, p);
+        break;
+    }
+}
+
+/* Switches from the context `from` (a task's, or the scheduler's) to task
+ * `to`, or to the scheduler context if to is NULL, telling the sanitizers
+ * about the change of stack.  Returns when `from` is resumed. */
+static void do_switch(sq__worker *w, sq__ctx *from, sq__task *to, bool dying)
+{
+#ifdef SQ__ASAN
+    void *fake = NULL;
+    const void *bottom = to ? to->stack->base : w->sched_stack_lo;
+    size_t size = to ? to->stack->size : w->sched_stack_size;
+    __sanitizer_start_switch_fiber(dying ? NULL : &fake, bottom, size);
+#else
+    (void)dying;
+#endif
+#ifdef SQ__TSAN
+    __tsan_switch_to_fiber(to ? to->tsan_fiber : w->tsan_fiber, 0);
+#endif
+    if (to)
+        atomic_exchange_explicit(&to->state, SQ__T_RUNNING,
+                                 memory_order_acq_rel);
+    w->cur = to;
+    sq__ctx_switch(from, to ? &to->ctx : &w->sched_ctx);
+#ifdef SQ__ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* Called by the running task to park, yield or exit.  Picks the next task
+ * and switches straight to it (or to the scheduler context).  Returns when
+ * the task is resumed, possibly on another worker. */
+void sq__sched_switch_away(int action)
+{
+    sq__worker *w = sq__worker_current();
+    sq__task *self = w->cur;
+    sq__task *next = next_runnable(w);
+    if (!next && action == SQ__SW_YIELD)
+        return; /* nothing else to run: keep going */
+    w->prev = self;
+    w->prev_action = action;
+    do_switch(w, &self->ctx, next, action == SQ__SW_EXIT);
+    settle(sq__worker_current());
+}
+
+void sq__task_park(void)
+{
+    sq__sched_switch_away(SQ__SW_PARK);
+}
+
+/* First code run on a new task's stack. */
+void sq__task_entry_settle(void)
+{
+#ifdef SQ__ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    settle(sq__worker_current());
+}
+
+/* ---------------------------------------------------------------- waking */
+
+void sq__task_wake(sq__task *t)
+{
+    /* Always a read-modify-write, so that it is ordered against the
+     * exchange that starts the task running: whatever the waker published
+     * before waking is visible to the task once it runs (see do_switch). */
+    int old = atomic_fetch_or_explicit(&t->state, SQ__T_NOTIFIED,
+                                       memory_order_acq_rel);
+    if (old != SQ__T_PARKED)
+        return; /* running (it will not park), queued, notified, or done */
+    atomic_store_explicit(&t->state, SQ__T_QUEUED, memory_order_relaxed);
+    sq__worker *w = sq__worker_current();
+    if (w && w->rt == t->rt) {
+        if (w->cur) {
+            sq__task *old = w->lifo;
+            w->lifo = t;
+            if (!old)
+                return;
+            t = old;
+        }
+        rq_push(w, t);
+        sq__sched_notify(w->rt);
+    } else {
+        global_push(t->rt, t);
+    }
+}
+
+void sq__sched_push_new(sq_runtime *rt, sq__task *t)
+{
+    sq__worker *w = sq__worker_current();
+    if (w && w->rt == rt) {
+        rq_push(w, t);
+        sq__sched_notify(rt);
+    } else {
+        global_push(rt, t);
+    }
+}
+
+/* ------------------------------------------------------------ the workers */
+
+static void *worker_main(void *arg)
+{
+    sq__worker *w = arg;
+    sq_runtime *rt = w->rt;
+    tls_worker = w;
+    /* Writes to a closed pipe must return EPIPE, not kill the process. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+#ifdef SQ__TSAN
+    w->tsan_fiber = __tsan_get_current_fiber();
+#endif
+#ifdef SQ__ASAN
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &w->sched_stack_lo, &w->sched_stack_size);
+        pthread_attr_destroy(&attr);
+    }
+#endif
+    sq__overflow_handler_install(w);
+    for (;;) {
+        sq__task *t = next_runnable(w);
+        if (t) {
+            do_switch(w, &w->sched_ctx, t, false);
+            settle(w);
+            continue;
+        }
+        if (atomic_load(&rt->stop))
+            break;
+        park_worker(w);
+    }
+    sq__overflow_handler_remove(w);
+    tls_worker = NULL;
+    return NULL;
+}
+
+int sq__sched_start(sq_runtime *rt)
+{
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->index = i;
+        w->rng = 0x9e3779b9u * (unsigned)(i + 1);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1 << 20);
+        int rc = pthread_create(&w->thread, &attr, worker_main, w);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            rt->nworkers = i; /* stop the ones that started */
+            sq__sched_stop(rt);
+            return -EAGAIN;
+        }
+    }
+    rt->workers_started = true;
+    return 0;
+}
+
+void sq__sched_stop(sq_runtime *rt)
+{
+    atomic_store(&rt->stop, 1);
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__sched_unpark_all(rt);
+        sq__driver_wake(rt);
+    }
+    for (int i = 0; i < rt->nworkers; i++) {
+        /* A worker may re-park between our unpark and its stop check;
+         * keep waking until it exits. */
+        while (pthread_tryjoin_np(rt->workers[i].thread, NULL) != 0) {
+            sq__sched_unpark_all(rt);
+            sq__driver_wake(rt);
+            sched_yield();
+        }
+    }
+}
