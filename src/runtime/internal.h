@@ -83,9 +83,16 @@ void sq__ctx_switch(sq__ctx *from, sq__ctx *to);
 /* ------------------------------------------------------ stacks */
 typedef struct sq__stack {
     void *base;      /* lowest usable byte (just above the guard page) */
-    size_t size;     /* usable bytes */
+    size_t size;     /* usable bytes (the descriptor sits just above) */
     struct sq__stack *next; /* pool link */
+    int cls;         /* size class, -1 for a stack mapped on its own */
+    unsigned vg_id;  /* Valgrind stack id */
 } sq__stack;
+#define SQ__STACK_CLASSES 16 /* 16 KiB .. 512 MiB */
+struct sq__chunk {
+    void *addr;
+    size_t len;
+};
 
 /* ------------------------------------------------------ timers */
 typedef struct sq__timer {
@@ -190,8 +197,8 @@ typedef struct sq__worker {
     atomic_uint parked;         /* futex word: 1 while parked */
     atomic_bool in_driver;      /* parked inside epoll */
     /* caches, owner only */
-    sq__stack *stack_cache;
-    int stack_cache_n;
+    sq__stack *stack_cache[SQ__STACK_CLASSES];
+    int stack_cache_n[SQ__STACK_CLASSES];
     sq__task *task_cache;
     uint64_t id_next, id_end;
     void *sched_stack_lo;       /* thread stack, for ASan */
@@ -231,8 +238,7 @@ struct sq_runtime {
     int epfd;
     int evfd;
     atomic_llong driver_until;  /* deadline the driver sleeps to, or MAX */
-    struct sq_io *io_release;   /* handles to free, under io_release_lock */
-    pthread_mutex_t io_release_lock;
+    _Atomic(struct sq_io *) io_release; /* closed handles to free */
 
     _Alignas(SQ__CACHELINE) sq__spin timer_lock;
     sq__timer **heap;
@@ -247,8 +253,9 @@ struct sq_runtime {
 
     /* shared pools */
     pthread_mutex_t pool_lock;
-    sq__stack *stack_pool;
-    int stack_pool_n;
+    sq__stack *stack_pool[SQ__STACK_CLASSES];
+    struct sq__chunk *chunks;   /* stack mappings, unmapped at destroy */
+    size_t nchunks, chunks_cap;
     sq__task *task_pool;        /* free task structs */
     void **slabs;               /* task struct slabs, freed at destroy */
     size_t nslabs, slabs_cap;

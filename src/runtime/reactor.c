@@ -51,12 +51,7 @@ int sq__driver_init(sq_runtime *rt)
 
 static void release_pending(sq_runtime *rt)
 {
-    if (!rt->io_release)
-        return;
-    pthread_mutex_lock(&rt->io_release_lock);
-    sq_io *list = rt->io_release;
-    rt->io_release = NULL;
-    pthread_mutex_unlock(&rt->io_release_lock);
+    sq_io *list = atomic_exchange(&rt->io_release, NULL);
     while (list) {
         sq_io *next = list->release_next;
         free(list);
@@ -181,10 +176,11 @@ void sq__io_unref(sq_io *io)
     sq_runtime *rt = io->rt;
     epoll_ctl(rt->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     close(io->fd);
-    pthread_mutex_lock(&rt->io_release_lock);
-    io->release_next = rt->io_release;
-    rt->io_release = io;
-    pthread_mutex_unlock(&rt->io_release_lock);
+    /* Lock-free push; the driver takes the whole list with one exchange. */
+    io->release_next = atomic_load(&rt->io_release);
+    while (!atomic_compare_exchange_weak(&rt->io_release, &io->release_next,
+                                         io)) {
+    }
 }
 
 int sq__io_enter(sq_io *io, int64_t deadline)

@@ -41,7 +41,6 @@ int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts)
     pthread_mutex_init(&rt->gq_lock, NULL);
     pthread_mutex_init(&rt->idle_lock, NULL);
     pthread_mutex_init(&rt->driver_lock, NULL);
-    pthread_mutex_init(&rt->io_release_lock, NULL);
     pthread_mutex_init(&rt->pool_lock, NULL);
     pthread_mutex_init(&rt->bp_lock, NULL);
     pthread_cond_init(&rt->bp_cond, NULL);
@@ -114,7 +113,6 @@ void sq_runtime_destroy(sq_runtime *rt)
     pthread_mutex_destroy(&rt->gq_lock);
     pthread_mutex_destroy(&rt->idle_lock);
     pthread_mutex_destroy(&rt->driver_lock);
-    pthread_mutex_destroy(&rt->io_release_lock);
     pthread_mutex_destroy(&rt->pool_lock);
     pthread_mutex_destroy(&rt->bp_lock);
     pthread_cond_destroy(&rt->bp_cond);

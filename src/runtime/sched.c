@@ -407,6 +407,41 @@ found:
     return t;
 }
 
+/* An idle worker spins briefly before parking: a futex wake-up costs
+ * several microseconds on each side, more than most gaps between bursts of
+ * work.  Spinning is bounded (SPIN_NS) and at most half of the workers
+ * spin at once; while one spins it counts as searching, so whoever makes
+ * work visible does not pay for waking a parked worker. */
+#define SPIN_NS (50 * SQ_USEC)
+
+static sq__task *spin_for_work(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    if (!w->searching) {
+        unsigned n = atomic_load(&rt->nsearching);
+        if (2 * n >= (unsigned)rt->nworkers && rt->nworkers > 1)
+            return NULL;
+        atomic_fetch_add(&rt->nsearching, 1);
+        w->searching = true;
+    }
+    int64_t until = sq_now() + SPIN_NS;
+    do {
+        for (int i = 0; i < 64; i++)
+            sq__cpu_relax();
+        sq__task *t = rq_pop(&w->rq);
+        if (!t)
+            t = global_pop(w);
+        if (!t)
+            t = steal_any(w);
+        if (t) {
+            searching_done(w, true);
+            return t;
+        }
+    } while (!atomic_load_explicit(&rt->stop, memory_order_relaxed) &&
+             sq_now() < until);
+    return NULL; /* park_worker ends the searching state */
+}
+
 /* As find_work, but also starts tasks that have not run yet: allocates
  * their stack, or finishes them at once if they were aborted before
  * starting or no stack could be had. */
@@ -578,6 +613,13 @@ static void *worker_main(void *arg)
         }
         if (atomic_load(&rt->stop))
             break;
+        if ((t = spin_for_work(w))) {
+            if (t->started || sq__task_prepare(w, t) == 0) {
+                do_switch(w, &w->sched_ctx, t, false);
+                settle(w);
+            }
+            continue;
+        }
         park_worker(w);
     }
     sq__overflow_handler_remove(w);

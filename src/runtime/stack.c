@@ -1,11 +1,14 @@
 /* Task stacks: mmap'd with a PROT_NONE guard page below, committed lazily
  * by the kernel as they are touched, pooled for reuse.
  *
- * Pooling: each worker keeps up to 64 stacks of the runtime's default size,
- * and the runtime up to 1024 more; stacks of other sizes are unmapped on
- * release.  munmap is expensive in a threaded process (it shoots down TLB
- * entries on every core), so the pools are generous; the cost is that a
- * pooled stack keeps the pages its last task touched.
+ * Pooling: stacks are mapped 64 at a time per size class and never
+ * unmapped before the runtime is destroyed; freed stacks go to a per-worker
+ * cache (256 per class) and then to a shared pool.  munmap is expensive in
+ * a threaded process (it shoots down TLB entries on every core), and
+ * reusing a stack whose top pages are already committed saves page faults.
+ * The cost is that the pool keeps the pages its stacks' last tasks touched
+ * until the runtime is destroyed: the high-water mark of live tasks, not
+ * the current count, sets the memory held for stacks.
  *
  * Each stack costs two kernel memory mappings (the guard and the stack), so
  * more than about 32,000 live tasks need vm.max_map_count raised (see
@@ -30,8 +33,11 @@
 #endif
 #endif
 
-#define WORKER_CACHE_MAX 64
-#define POOL_MAX 1024
+/* Stack sizes are rounded up to a power of two from 16 KiB (a size
+ * class); only address space is rounded, pages are committed as touched. */
+#define CLASS_MIN_SHIFT 14
+#define WORKER_CACHE_MAX 256 /* per class; the rest goes to the shared pool */
+#define CHUNK_STACKS 64
 
 static size_t page_size(void)
 {
@@ -41,10 +47,74 @@ static size_t page_size(void)
     return ps;
 }
 
-static int stack_map(size_t size, sq__stack **out)
+static int size_class(size_t size)
+{
+    int c = 0;
+    while (((size_t)1 << (c + CLASS_MIN_SHIFT)) < size + sizeof(sq__stack))
+        c++;
+    return c < SQ__STACK_CLASSES ? c : -1;
+}
+
+static void stack_init(sq__stack *s, char *base, size_t span, int cls)
+{
+    s->base = base;
+    s->size = span - sizeof *s;
+    s->cls = cls;
+    s->next = NULL;
+#ifdef SQ__VALGRIND
+    s->vg_id = VALGRIND_STACK_REGISTER(s->base, (char *)s->base + s->size);
+#endif
+}
+
+/* Maps CHUNK_STACKS stacks of one class in a single mapping, each with a
+ * guard page below it, and returns them as a list.  Chunks are only
+ * unmapped when the runtime is destroyed: unmapping stacks one by one costs
+ * a TLB shoot-down on every core each time. */
+static sq__stack *chunk_map(sq_runtime *rt, int cls)
 {
     size_t ps = page_size();
-    size = (size + ps - 1) & ~(ps - 1);
+    size_t span = (size_t)1 << (cls + CLASS_MIN_SHIFT);
+    size_t slot = span + ps;
+    size_t total = slot * CHUNK_STACKS;
+    if (rt->nchunks == rt->chunks_cap) {
+        size_t cap = rt->chunks_cap ? rt->chunks_cap * 2 : 64;
+        struct sq__chunk *n = realloc(rt->chunks, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        rt->chunks = n;
+        rt->chunks_cap = cap;
+    }
+    char *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                   -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    sq__stack *list = NULL;
+    for (int i = CHUNK_STACKS - 1; i >= 0; i--) {
+        char *guard = m + (size_t)i * slot;
+        if (mprotect(guard, ps, PROT_NONE) != 0) {
+            munmap(m, total); /* typically vm.max_map_count reached */
+            return NULL;
+        }
+    }
+    for (int i = CHUNK_STACKS - 1; i >= 0; i--) {
+        char *base = m + (size_t)i * slot + ps;
+        sq__stack *s = (sq__stack *)(base + span) - 1;
+        stack_init(s, base, span, cls);
+        s->next = list;
+        list = s;
+    }
+    rt->chunks[rt->nchunks].addr = m;
+    rt->chunks[rt->nchunks].len = total;
+    rt->nchunks++;
+    return list;
+}
+
+/* Stacks too large for a class get a mapping of their own. */
+static int stack_map_single(size_t size, sq__stack **out)
+{
+    size_t ps = page_size();
+    size = (size + sizeof(sq__stack) + ps - 1) & ~(ps - 1);
     char *m = mmap(NULL, size + ps, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
                    -1, 0);
@@ -54,98 +124,87 @@ static int stack_map(size_t size, sq__stack **out)
         munmap(m, size + ps);
         return -ENOMEM;
     }
-    /* The descriptor lives at the top of the stack itself: no allocation. */
     sq__stack *s = (sq__stack *)(m + ps + size) - 1;
-    s->base = m + ps;
-    s->size = size - sizeof *s;
-    s->next = NULL;
-#ifdef SQ__VALGRIND
-    VALGRIND_STACK_REGISTER(s->base, (char *)s->base + s->size);
-#endif
+    stack_init(s, m + ps, size, -1);
     *out = s;
     return 0;
 }
 
-static void stack_unmap(sq__stack *s)
+static void stack_unmap_single(sq__stack *s)
 {
-    size_t ps = page_size();
-    char *m = (char *)s->base - ps;
-    size_t total = (size_t)((char *)(s + 1) - m);
-    munmap(m, total);
-}
-
-static size_t rounded(size_t size)
-{
-    size_t ps = page_size();
-    return ((size + ps - 1) & ~(ps - 1)) - sizeof(sq__stack);
+    char *m = (char *)s->base - page_size();
+#ifdef SQ__VALGRIND
+    VALGRIND_STACK_DEREGISTER(s->vg_id);
+#endif
+    munmap(m, (size_t)((char *)(s + 1) - m));
 }
 
 int sq__stack_get(sq_runtime *rt, sq__worker *w, size_t size, sq__stack **out)
 {
-    if (size == rt->stack_size) {
-        if (w->stack_cache) {
-            *out = w->stack_cache;
-            w->stack_cache = (*out)->next;
-            w->stack_cache_n--;
-            return 0;
-        }
-        if (rt->stack_pool) {
-            pthread_mutex_lock(&rt->pool_lock);
-            sq__stack *s = rt->stack_pool;
-            if (s) {
-                rt->stack_pool = s->next;
-                rt->stack_pool_n--;
+    int cls = size_class(size);
+    if (cls < 0)
+        return stack_map_single(size, out);
+    sq__stack *s = w->stack_cache[cls];
+    if (!s) {
+        /* Refill from the shared pool (a batch), or map a new chunk. */
+        pthread_mutex_lock(&rt->pool_lock);
+        s = rt->stack_pool[cls];
+        if (s) {
+            sq__stack *last = s;
+            int n = 1;
+            while (n < CHUNK_STACKS && last->next) {
+                last = last->next;
+                n++;
             }
-            pthread_mutex_unlock(&rt->pool_lock);
-            if (s) {
-                *out = s;
-                return 0;
-            }
+            rt->stack_pool[cls] = last->next;
+            last->next = NULL;
+            w->stack_cache_n[cls] += n;
+        } else if ((s = chunk_map(rt, cls))) {
+            w->stack_cache_n[cls] += CHUNK_STACKS;
         }
+        pthread_mutex_unlock(&rt->pool_lock);
+        if (!s)
+            return -ENOMEM;
     }
-    return stack_map(size, out);
+    w->stack_cache[cls] = s->next;
+    w->stack_cache_n[cls]--;
+    *out = s;
+    return 0;
 }
 
 void sq__stack_put(sq_runtime *rt, sq__worker *w, sq__stack *s)
 {
-    if (s->size == rounded(rt->stack_size)) {
-        if (w && w->stack_cache_n < WORKER_CACHE_MAX) {
-            s->next = w->stack_cache;
-            w->stack_cache = s;
-            w->stack_cache_n++;
-            return;
-        }
-        pthread_mutex_lock(&rt->pool_lock);
-        if (rt->stack_pool_n < POOL_MAX) {
-            s->next = rt->stack_pool;
-            rt->stack_pool = s;
-            rt->stack_pool_n++;
-            s = NULL;
-        }
-        pthread_mutex_unlock(&rt->pool_lock);
-        if (!s)
-            return;
+    int cls = s->cls;
+    if (cls < 0) {
+        stack_unmap_single(s);
+        return;
     }
-    stack_unmap(s);
+    if (w && w->stack_cache_n[cls] < WORKER_CACHE_MAX) {
+        s->next = w->stack_cache[cls];
+        w->stack_cache[cls] = s;
+        w->stack_cache_n[cls]++;
+        return;
+    }
+    pthread_mutex_lock(&rt->pool_lock);
+    s->next = rt->stack_pool[cls];
+    rt->stack_pool[cls] = s;
+    pthread_mutex_unlock(&rt->pool_lock);
 }
 
 void sq__stack_pool_free(sq_runtime *rt)
 {
-    for (int i = 0; i < rt->nworkers; i++) {
-        sq__worker *w = &rt->workers[i];
-        while (w->stack_cache) {
-            sq__stack *s = w->stack_cache;
-            w->stack_cache = s->next;
-            stack_unmap(s);
+    for (size_t i = 0; i < rt->nchunks; i++)
+        munmap(rt->chunks[i].addr, rt->chunks[i].len);
+    free(rt->chunks);
+    rt->chunks = NULL;
+    rt->nchunks = rt->chunks_cap = 0;
+    for (int c = 0; c < SQ__STACK_CLASSES; c++) {
+        rt->stack_pool[c] = NULL;
+        for (int i = 0; i < rt->nworkers; i++) {
+            rt->workers[i].stack_cache[c] = NULL;
+            rt->workers[i].stack_cache_n[c] = 0;
         }
-        w->stack_cache_n = 0;
     }
-    while (rt->stack_pool) {
-        sq__stack *s = rt->stack_pool;
-        rt->stack_pool = s->next;
-        stack_unmap(s);
-    }
-    rt->stack_pool_n = 0;
 }
 
 /* ------------------------------------------------- overflow reporting */

@@ -128,21 +128,26 @@ TEST(bad_use_returns_clear_errors)
     CHECK_EQ(sq_runtime_create(&rt, &o), -EINVAL);
 }
 
+struct self_ref {
+    sq_task handle;
+    atomic_bool ready;
+};
+
 static void *join_self(void *arg)
 {
-    sq_task *me = arg;
-    while (me->p == NULL)
+    struct self_ref *me = arg;
+    while (!atomic_load(&me->ready))
         sq_yield();
-    return (void *)(intptr_t)sq_join(*me, NULL);
+    return (void *)(intptr_t)sq_join(me->handle, NULL);
 }
 
 static void *self_join_root(void *arg)
 {
     (void)arg;
-    static sq_task me;
-    sq_task t;
-    CHECK_EQ(sq_spawn(&t, join_self, &me, NULL), 0);
-    me = t;
+    struct self_ref me = {.ready = false};
+    CHECK_EQ(sq_spawn(&me.handle, join_self, &me, NULL), 0);
+    sq_task t = me.handle;
+    atomic_store(&me.ready, true);
     void *r;
     CHECK_EQ(sq_join(t, &r), 0);
     CHECK_EQ((intptr_t)r, -EDEADLK);

@@ -56,11 +56,19 @@ func residentBytes() (int64, error) {
 	return pages * int64(os.Getpagesize()), nil
 }
 
+// idleReleaseMemory makes every run start by handing the memory freed by
+// earlier runs back to the kernel, so that this run's goroutine stacks show up
+// in the resident set again instead of landing on pages that are already
+// resident (which would make rss_per_task_b about 0 after the first run).
+// The price is that every run pays the first-touch page faults of its stacks,
+// as a fresh process would; with false, later runs reuse resident memory and
+// spawn much faster, but measure no memory.
+const idleReleaseMemory = true
+
 func idleRun(n int) (runResult, error) {
-	// Hand memory freed by earlier runs back to the kernel, so that the
-	// stacks of this run's goroutines show up in the resident set again
-	// instead of landing on pages that are already resident.
-	debug.FreeOSMemory()
+	if idleReleaseMemory {
+		debug.FreeOSMemory()
+	}
 
 	var (
 		started    atomic.Int64

@@ -127,7 +127,7 @@ func main() {
 
 	selected := 0
 	for _, w := range allWorkloads() {
-		if !strings.Contains(w.name, filter) {
+		if !matches(w.name, filter) {
 			continue
 		}
 		selected++
@@ -210,4 +210,13 @@ func median(xs []float64) float64 {
 
 func fmtFloat(x float64, prec int) string {
 	return strconv.FormatFloat(x, 'f', prec, 64)
+}
+
+// matches reports whether a workload name is selected by the filter: a
+// substring match, or an exact one when the filter ends in '$'.
+func matches(name, filter string) bool {
+	if strings.HasSuffix(filter, "$") {
+		return name == strings.TrimSuffix(filter, "$")
+	}
+	return strings.Contains(name, filter)
 }

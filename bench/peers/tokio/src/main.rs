@@ -98,6 +98,8 @@ pub struct Summary {
     pub ns_per_op: f64,
     pub ms: f64,
     pub results: Vec<RunResult>,
+    /// The first run of the workload in this process, warm-up included.
+    pub first: RunResult,
 }
 
 impl Summary {
@@ -225,11 +227,10 @@ fn run_workload(w: &Workload, opts: &Options) {
     // queues, timers or worker state.
     let rt = runtime();
     let one = || rt.block_on(rt.spawn((w.run)())).unwrap_or_else(|e| fail(&format!("{}: {e}", w.name)));
-    for _ in 0..warmup {
-        one();
-    }
+    let warmups: Vec<RunResult> = (0..warmup).map(|_| one()).collect();
     let results: Vec<RunResult> = (0..runs).map(|_| one()).collect();
     drop(rt);
+    let first = warmups.first().copied().unwrap_or(results[0]);
 
     let ns = |r: &RunResult| r.elapsed.as_nanos() as f64;
     let s = Summary {
@@ -238,6 +239,7 @@ fn run_workload(w: &Workload, opts: &Options) {
         ns_per_op: median(results.iter().map(|r| ns(r) / w.ops as f64).collect()),
         ms: median(results.iter().map(|r| ns(r) / 1e6).collect()),
         results,
+        first,
     };
     let mut line = format!(
         r#"{{"bench":"{}","peer":"tokio","ns_per_op":{:.1},"ops":{},"runs":{},"ms":{:.3}"#,
@@ -266,11 +268,20 @@ fn main() {
 
     let opts = parse_args();
     let mut selected = 0;
-    for w in all_workloads().iter().filter(|w| w.name.contains(&opts.filter)) {
+    for w in all_workloads().iter().filter(|w| matches(&w.name, &opts.filter)) {
         selected += 1;
         run_workload(w, &opts);
     }
     if selected == 0 {
         fail(&format!("no workload matches {:?}", opts.filter));
+    }
+}
+
+/// A workload is selected by a substring of its name, or by its exact name
+/// when the filter ends in '$'.
+fn matches(name: &str, filter: &str) -> bool {
+    match filter.strip_suffix('$') {
+        Some(exact) => name == exact,
+        None => name.contains(filter),
     }
 }

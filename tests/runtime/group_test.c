@@ -1,0 +1,149 @@
+/* Task groups: next in completion order, wait_all, cancel_all, destroy. */
+#include "testlib.h"
+
+#include <stdatomic.h>
+
+static void *sleep_then_return(void *arg)
+{
+    intptr_t ms = (intptr_t)arg;
+    int rc = sq_sleep(ms * SQ_MSEC);
+    return rc == 0 ? arg : (void *)-1;
+}
+
+static void *completion_order(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    intptr_t delays[] = {90, 10, 50}; /* far apart: sanitizers are slow */
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(sq_group_spawn(g, sleep_then_return, (void *)delays[i], NULL,
+                                &ids[i]), 0);
+    CHECK_EQ(sq_group_size(g), 3);
+    intptr_t expect[] = {10, 50, 90};
+    uint64_t expect_id[] = {ids[1], ids[2], ids[0]};
+    for (int i = 0; i < 3; i++) {
+        uint64_t id;
+        void *r;
+        CHECK_EQ(sq_group_next(g, &id, &r), 0);
+        CHECK_EQ((intptr_t)r, expect[i]);
+        CHECK_EQ(id, expect_id[i]);
+    }
+    CHECK_EQ(sq_group_next(g, NULL, NULL), -ENOENT);
+    CHECK_EQ(sq_group_size(g), 0);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_next_returns_members_in_completion_order)
+{
+    sq_test_run(2, completion_order, NULL);
+}
+
+static atomic_long finished_normally, cancelled, started;
+
+static void *member(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    atomic_fetch_add(&started, 1);
+    /* Even members finish at once; odd ones wait until cancelled. */
+    int rc = sq_sleep(i % 2 ? 3600 * SQ_SEC : 0);
+    if (rc == -ECANCELED)
+        atomic_fetch_add(&cancelled, 1);
+    else
+        atomic_fetch_add(&finished_normally, 1);
+    return arg;
+}
+
+static void *big_group_cancelled_halfway(void *arg)
+{
+    (void)arg;
+    enum { N = 10000 };
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    sq_spawn_opts o = {.stack_size = SQ_STACK_MIN * 2};
+    for (intptr_t i = 0; i < N; i++)
+        CHECK_EQ(sq_group_spawn(g, member, (void *)i, &o, NULL), 0);
+    /* Reap the half that finish by themselves. */
+    long reaped = 0, sum = 0;
+    for (int i = 0; i < N / 2; i++) {
+        void *r;
+        CHECK_EQ(sq_group_next(g, NULL, &r), 0);
+        CHECK_EQ((intptr_t)r % 2, 0);
+        sum += (intptr_t)r;
+        reaped++;
+    }
+    CHECK_EQ(sum, (long)(N / 2) * (N / 2 - 1)); /* 0 + 2 + ... + N-2 */
+    CHECK_EQ(sq_group_size(g), N / 2);
+    sq_group_cancel_all(g);
+    long aborted = 0;
+    int rc;
+    while ((rc = sq_group_next(g, NULL, NULL)) != -ENOENT) {
+        CHECK_EQ(rc, -ECANCELED);
+        aborted++;
+    }
+    CHECK_EQ(reaped + aborted, N);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_of_ten_thousand_cancelled_halfway_without_leaks)
+{
+    atomic_store(&finished_normally, 0);
+    atomic_store(&cancelled, 0);
+    sq_test_run(2, big_group_cancelled_halfway, NULL);
+    CHECK_EQ(atomic_load(&finished_normally), 5000);
+    CHECK_EQ(atomic_load(&cancelled), 5000);
+}
+
+static void *destroy_reaps(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    for (intptr_t i = 0; i < 1000; i++)
+        CHECK_EQ(sq_group_spawn(g, member, (void *)(i | 1), NULL, NULL), 0);
+    sq_sleep(SQ_MSEC);
+    sq_group_destroy(g); /* cancels and reaps all 1000 */
+    return NULL;
+}
+
+TEST(destroying_a_group_cancels_and_reaps_members)
+{
+    atomic_store(&cancelled, 0);
+    atomic_store(&finished_normally, 0);
+    atomic_store(&started, 0);
+    sq_test_run(2, destroy_reaps, NULL);
+    /* Members that had started were cancelled in their sleep; the rest
+     * never ran.  sq_run's shutdown would hang on any member left. */
+    CHECK(atomic_load(&started) > 0);
+    CHECK_EQ(atomic_load(&cancelled), atomic_load(&started));
+    CHECK_EQ(atomic_load(&finished_normally), 0);
+}
+
+static void *wait_all_root(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    for (intptr_t i = 0; i < 100; i++)
+        CHECK_EQ(sq_group_spawn(g, sleep_then_return, (void *)(i % 5), NULL,
+                                NULL), 0);
+    CHECK_EQ(sq_group_wait_all(g), 0);
+    CHECK_EQ(sq_group_size(g), 0);
+    int64_t d;
+    CHECK_EQ(sq_deadline_in(SQ_MSEC, &d), 0);
+    CHECK_EQ(sq_group_next_until(g, NULL, NULL, d), -ENOENT);
+    CHECK_EQ(sq_group_spawn(g, sleep_then_return, (void *)50, NULL, NULL), 0);
+    CHECK_EQ(sq_deadline_in(SQ_MSEC, &d), 0);
+    CHECK_EQ(sq_group_next_until(g, NULL, NULL, d), -ETIMEDOUT);
+    CHECK_EQ(sq_group_next_until(g, NULL, NULL, -1), -EINVAL);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_wait_all_and_deadlines)
+{
+    sq_test_run(2, wait_all_root, NULL);
+}

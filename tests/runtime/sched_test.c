@@ -1,0 +1,164 @@
+/* Scheduling: work spreads over the workers; no task is starved. */
+#include "testlib.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static _Thread_local int thread_tag;
+static atomic_int next_tag;
+
+static int my_thread(void)
+{
+    if (!thread_tag)
+        thread_tag = atomic_fetch_add(&next_tag, 1) + 1;
+    return thread_tag;
+}
+
+static void *burn(void *arg)
+{
+    (void)arg;
+    /* CPU-bound: about 20 ms of arithmetic, never waiting. */
+    volatile uint64_t x = 1;
+    int64_t end = sq_now() + 20 * SQ_MSEC;
+    while (sq_now() < end)
+        for (int i = 0; i < 1000; i++)
+            x = x * 6364136223846793005ull + 1;
+    return (void *)(intptr_t)my_thread();
+}
+
+static void *spread_root(void *arg)
+{
+    (void)arg;
+    enum { N = 16 };
+    sq_task ts[N];
+    /* All spawned from this one task on one worker. */
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(sq_spawn(&ts[i], burn, NULL, NULL), 0);
+    int seen[64] = {0}, distinct = 0;
+    for (int i = 0; i < N; i++) {
+        void *r;
+        CHECK_EQ(sq_join(ts[i], &r), 0);
+        int tag = (int)(intptr_t)r;
+        if (tag > 0 && tag < 64 && !seen[tag]++)
+            distinct++;
+    }
+    CHECK_EQ(distinct, 2);
+    return NULL;
+}
+
+TEST(cpu_bound_tasks_spawned_from_one_worker_run_on_both)
+{
+    sq_test_run(2, spread_root, NULL);
+}
+
+/* A pair of tasks waking each other forever (LIFO slot ping-pong) must
+ * not starve a third task queued on the same worker. */
+static atomic_bool stop;
+static atomic_long third_ran;
+
+static void *pinger(void *arg)
+{
+    sq_task *peer = arg;
+    (void)peer;
+    while (!atomic_load(&stop))
+        sq_yield();
+    return NULL;
+}
+
+static void *third(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++) {
+        atomic_fetch_add(&third_ran, 1);
+        sq_yield();
+    }
+    atomic_store(&stop, true);
+    return NULL;
+}
+
+static void *fairness_root(void *arg)
+{
+    (void)arg;
+    sq_task a, b, c;
+    CHECK_EQ(sq_spawn(&a, pinger, &b, NULL), 0);
+    CHECK_EQ(sq_spawn(&b, pinger, &a, NULL), 0);
+    CHECK_EQ(sq_spawn(&c, third, NULL, NULL), 0);
+    CHECK_EQ(sq_join(c, NULL), 0);
+    CHECK_EQ(sq_join(a, NULL), 0);
+    CHECK_EQ(sq_join(b, NULL), 0);
+    return NULL;
+}
+
+TEST(busy_tasks_do_not_starve_a_queued_one)
+{
+    atomic_store(&stop, false);
+    atomic_store(&third_ran, 0);
+    sq_test_run(1, fairness_root, NULL);
+    CHECK_EQ(atomic_load(&third_ran), 100);
+}
+
+/* Deep chains of spawns from tasks (the chained_spawn shape) and spawns
+ * from many plain threads at once all complete exactly once. */
+static atomic_long chain_done;
+
+static void *chain(void *arg)
+{
+    intptr_t left = (intptr_t)arg;
+    if (left == 0) {
+        atomic_fetch_add(&chain_done, 1);
+        return NULL;
+    }
+    CHECK_EQ(sq_spawn(NULL, chain, (void *)(left - 1), NULL), 0);
+    return NULL;
+}
+
+static void *chain_root(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ(sq_spawn(NULL, chain, (void *)1000, NULL), 0);
+    while (atomic_load(&chain_done) < 20)
+        sq_sleep(SQ_MSEC);
+    return NULL;
+}
+
+TEST(chained_spawns_all_complete)
+{
+    atomic_store(&chain_done, 0);
+    sq_test_run(2, chain_root, NULL);
+    CHECK_EQ(atomic_load(&chain_done), 20);
+}
+
+static atomic_long hits;
+
+static void *hit(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&hits, 1);
+    return NULL;
+}
+
+static void *spawner_thread(void *arg)
+{
+    sq_runtime *rt = arg;
+    for (int i = 0; i < 5000; i++)
+        if (sq_runtime_spawn(rt, NULL, hit, NULL, NULL) != 0)
+            atomic_fetch_add(&hits, 1000000); /* poison the count */
+    return NULL;
+}
+
+TEST(spawns_from_many_plain_threads_each_run_once)
+{
+    atomic_store(&hits, 0);
+    sq_runtime *rt;
+    CHECK_EQ(sq_runtime_create(&rt, &(sq_runtime_opts){.workers = 2}), 0);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, spawner_thread, rt);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    while (atomic_load(&hits) < 20000)
+        sq_sleep(SQ_MSEC);
+    sq_runtime_destroy(rt);
+    CHECK_EQ(atomic_load(&hits), 20000);
+}
