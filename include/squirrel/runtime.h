@@ -56,9 +56,10 @@ typedef struct sq_runtime_opts {
     int blocking_threads_max;  /* blocking-pool threads; 0 = 64 */
 } sq_runtime_opts;
 
-/* Default and minimum usable task stack sizes (bytes, excluding the guard
- * page).  Stacks are reserved, not committed: an idle task costs the pages
- * it has touched, typically one. */
+/* Default and minimum task stack sizes (bytes, excluding the guard page).
+ * A request is rounded up to a power of two; the top 48 bytes of that hold
+ * the stack's own descriptor.  Stacks are reserved, not committed: an idle
+ * task costs the pages it has touched, typically one. */
 #define SQ_STACK_DEFAULT ((size_t)256 * 1024)
 #define SQ_STACK_MIN ((size_t)16 * 1024)
 

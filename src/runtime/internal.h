@@ -59,6 +59,16 @@ static inline void sq__cpu_relax(void)
 #endif
 }
 
+/* A sequentially consistent fence.  ThreadSanitizer does not model fences
+ * (gcc refuses them under -fsanitize=thread), so there it is a seq_cst
+ * read-modify-write of one shared word, which TSan does understand. */
+#ifdef SQ__TSAN
+extern atomic_int sq__fence_word;
+#define sq__fence() atomic_fetch_add(&sq__fence_word, 0)
+#else
+#define sq__fence() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 /* ------------------------------------------------------ futex */
 void sq__futex_wait(atomic_uint *addr, unsigned expected, int64_t deadline);
 void sq__futex_wake(atomic_uint *addr, int n);
@@ -200,6 +210,7 @@ typedef struct sq__worker {
     sq__stack *stack_cache[SQ__STACK_CLASSES];
     int stack_cache_n[SQ__STACK_CLASSES];
     sq__task *task_cache;
+    int task_cache_n;
     uint64_t id_next, id_end;
     void *sched_stack_lo;       /* thread stack, for ASan */
     size_t sched_stack_size;

@@ -124,7 +124,7 @@ void sq__driver_poll(sq_runtime *rt, int64_t timeout)
     if (timeout < 0) {
         int64_t until = atomic_load(&rt->timer_next);
         atomic_store(&rt->driver_until, until);
-        atomic_thread_fence(memory_order_seq_cst);
+        sq__fence();
         int64_t again = atomic_load(&rt->timer_next);
         if (again < until)
             until = again;

@@ -232,7 +232,7 @@ static bool work_visible(sq_runtime *rt)
 static void unpark_worker(sq_runtime *rt, sq__worker *w)
 {
     atomic_store(&w->parked, 0);
-    atomic_thread_fence(memory_order_seq_cst);
+    sq__fence();
     if (atomic_load(&w->in_driver))
         sq__driver_wake(rt);
     else
@@ -241,7 +241,7 @@ static void unpark_worker(sq_runtime *rt, sq__worker *w)
 
 void sq__sched_notify(sq_runtime *rt)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    sq__fence();
     if (atomic_load_explicit(&rt->nsearching, memory_order_relaxed) != 0 ||
         atomic_load_explicit(&rt->nparked, memory_order_relaxed) == 0)
         return;
@@ -315,14 +315,14 @@ static void park_worker(sq__worker *w)
     atomic_store(&w->parked, 1);
     atomic_fetch_add(&rt->nparked, 1);
     pthread_mutex_unlock(&rt->idle_lock);
-    atomic_thread_fence(memory_order_seq_cst);
+    sq__fence();
     if ((work_visible(rt) || atomic_load(&rt->stop)) && unregister_parked(w))
         return;
 
     bool self_removed = false;
     if (pthread_mutex_trylock(&rt->driver_lock) == 0) {
         atomic_store(&w->in_driver, 1);
-        atomic_thread_fence(memory_order_seq_cst);
+        sq__fence();
         while (atomic_load(&w->parked)) {
             sq__driver_poll(rt, -1);
             if ((w->lifo || rq_len(&w->rq) > 0) && unregister_parked(w)) {

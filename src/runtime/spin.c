@@ -9,6 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef SQ__TSAN
+atomic_int sq__fence_word;
+#endif
+
 void sq__spin_lock_slow(sq__spin *l)
 {
     for (unsigned spins = 0;; spins++) {

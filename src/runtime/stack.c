@@ -47,10 +47,13 @@ static size_t page_size(void)
     return ps;
 }
 
+/* The class of a request is the power of two that holds it; the stack's
+ * 48-byte descriptor takes the top of that span, so the usable size is the
+ * span minus 48 bytes (documented with SQ_STACK_MIN). */
 static int size_class(size_t size)
 {
     int c = 0;
-    while (((size_t)1 << (c + CLASS_MIN_SHIFT)) < size + sizeof(sq__stack))
+    while (((size_t)1 << (c + CLASS_MIN_SHIFT)) < size)
         c++;
     return c < SQ__STACK_CLASSES ? c : -1;
 }

@@ -59,24 +59,32 @@ static sq__task *slab_refill(sq_runtime *rt)
     return &slab[0];
 }
 
+/* Per-worker caches hold up to TASK_CACHE_MAX free structs; beyond that a
+ * batch goes back to the shared pool, so a worker that only frees (its
+ * tasks were spawned elsewhere) cannot hoard structs while another worker
+ * keeps allocating new slabs. */
+#define TASK_CACHE_MAX 512
+#define TASK_BATCH 64
+
 sq__task *sq__task_alloc(sq_runtime *rt, sq__worker *w)
 {
     sq__task *t;
     if (w && w->task_cache) {
         t = w->task_cache;
         w->task_cache = t->qnext;
+        w->task_cache_n--;
         return t;
     }
     pthread_mutex_lock(&rt->pool_lock);
     t = rt->task_pool;
     if (t) {
-        /* Move a batch to the worker's cache. */
         rt->task_pool = t->qnext;
-        for (int i = 0; w && i < 63 && rt->task_pool; i++) {
+        for (int i = 0; w && i < TASK_BATCH - 1 && rt->task_pool; i++) {
             sq__task *x = rt->task_pool;
             rt->task_pool = x->qnext;
             x->qnext = w->task_cache;
             w->task_cache = x;
+            w->task_cache_n++;
         }
     } else {
         t = slab_refill(rt);
@@ -93,6 +101,18 @@ static void task_free(sq__task *t)
     if (w && w->rt == rt) {
         t->qnext = w->task_cache;
         w->task_cache = t;
+        if (++w->task_cache_n <= TASK_CACHE_MAX)
+            return;
+        /* Give a batch back to the shared pool. */
+        sq__task *first = w->task_cache, *last = first;
+        for (int i = 1; i < TASK_BATCH; i++)
+            last = last->qnext;
+        w->task_cache = last->qnext;
+        w->task_cache_n -= TASK_BATCH;
+        pthread_mutex_lock(&rt->pool_lock);
+        last->qnext = rt->task_pool;
+        rt->task_pool = first;
+        pthread_mutex_unlock(&rt->pool_lock);
         return;
     }
     pthread_mutex_lock(&rt->pool_lock);
@@ -115,8 +135,10 @@ void sq__task_pool_free(sq_runtime *rt)
     rt->slabs = NULL;
     rt->nslabs = rt->slabs_cap = 0;
     rt->task_pool = NULL;
-    for (int i = 0; i < rt->nworkers; i++)
+    for (int i = 0; i < rt->nworkers; i++) {
         rt->workers[i].task_cache = NULL;
+        rt->workers[i].task_cache_n = 0;
+    }
 }
 
 /* --------------------------------------------------------- registry */

@@ -95,7 +95,7 @@ int sq__timer_arm(sq_runtime *rt, sq__timer *tm, int64_t deadline)
         publish_next(rt);
     sq__spin_unlock(&rt->timer_lock);
     if (earliest) {
-        atomic_thread_fence(memory_order_seq_cst);
+        sq__fence();
         if (deadline < atomic_load(&rt->driver_until))
             sq__driver_wake(rt);
     }

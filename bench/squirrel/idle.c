@@ -1,0 +1,148 @@
+/* rt.idle_tasks.nN (N = 10,000, 100,000, 1,000,000): spawn N tasks that
+ * each count themselves started and then sleep for an hour.  The clock
+ * runs from the first spawn until all N have started (ns_per_op is ns per
+ * spawned-and-started task); resident memory (/proc/self/statm) is sampled
+ * just before spawning and once all have started, and rss_per_task_b is
+ * the difference divided by N.  Then every task is aborted and joined (its
+ * sq_sleep returns -ECANCELED, which is checked).
+ *
+ * The tasks run on the smallest stack, SQ_STACK_MIN = 16 KiB
+ * (sq_spawn_opts.stack_size; reported as "stack_kib":16): an idle task
+ * touches one page of it.  Stacks are reserved, not committed, so the
+ * figure is about pages touched, not the reservation.
+ *
+ * Each live task's stack is two kernel memory mappings (the guard page and
+ * the stack), so N live tasks need vm.max_map_count above ~2N (2,100,000
+ * for a million); the precheck fails with a clear message instead of
+ * letting task starts fail with -ENOMEM.  bench/run raises the limit when
+ * it runs as root.
+ *
+ * At most 3 counted runs and no warm-up.  Every run gets a fresh runtime:
+ * the runtime keeps task structs and stacks (with their touched pages)
+ * pooled until it is destroyed, so a second run on the same runtime would
+ * spawn onto recycled, already-resident memory and measure almost nothing
+ * (the Go peer likewise hands freed memory back to the OS before each
+ * run).  rss_per_task_b is the median over the runs,
+ * rss_per_task_b_first the first run's figure, as in the peers.
+ */
+#include "bench.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+#define IDLE_STACK SQ_STACK_MIN
+
+static atomic_long idle_started;
+
+static void *idle_task(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add_explicit(&idle_started, 1, memory_order_release);
+    int rc = sq_sleep(3600 * SQ_SEC);
+    return (void *)(intptr_t)rc;
+}
+
+static long read_long_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static long count_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    long n = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        if (c == '\n')
+            n++;
+    fclose(f);
+    return n;
+}
+
+static void idle_precheck(const bench_workload *w)
+{
+    long n = w->param;
+    long max = read_long_file("/proc/sys/vm/max_map_count");
+    long cur = count_mappings();
+    if (max < 0 || cur < 0)
+        return; /* cannot tell: let it run */
+    /* 2 mappings per task, plus what the process already has, plus room
+     * for the runtime's own threads and allocations. */
+    long need = cur + 2 * n + 4096;
+    if (max < need)
+        bench_fail("%ld live tasks need vm.max_map_count >= %ld (it is %ld): "
+                   "each task stack is 2 memory mappings; as root, run "
+                   "`sysctl -w vm.max_map_count=2500000`",
+                   n, need, max);
+}
+
+static void idle_run(const bench_workload *w, bench_run *out)
+{
+    long n = w->param;
+    sq_task *tasks = malloc((size_t)n * sizeof *tasks);
+    if (!tasks)
+        bench_fail("out of memory");
+    /* Touch the handle array now so it is not charged to the tasks. */
+    memset(tasks, 0, (size_t)n * sizeof *tasks);
+    atomic_store(&idle_started, 0);
+#ifdef __GLIBC__
+    /* Hand memory freed by earlier runs back to the kernel first. */
+    malloc_trim(0);
+#endif
+    const sq_spawn_opts opts = {.stack_size = IDLE_STACK};
+
+    long before = bench_resident_bytes();
+    int64_t t0 = sq_now();
+    for (long i = 0; i < n; i++)
+        bench_check(sq_spawn(&tasks[i], idle_task, NULL, &opts), "sq_spawn");
+    bench_yield_until(&idle_started, n, "tasks started");
+    out->ns = sq_now() - t0;
+    long after = bench_resident_bytes();
+    out->metric = (double)(after - before) / (double)n;
+
+    for (long i = 0; i < n; i++)
+        bench_check(sq_abort(tasks[i]), "sq_abort");
+    for (long i = 0; i < n; i++) {
+        void *res = NULL;
+        int rc = sq_join(tasks[i], &res);
+        if (rc != -ECANCELED)
+            bench_fail("task %ld: join returned %d (%s), want -ECANCELED", i,
+                       rc, sq_strerror(rc));
+        if ((intptr_t)res != -ECANCELED)
+            bench_fail("task %ld: sq_sleep returned %ld, want -ECANCELED", i,
+                       (long)(intptr_t)res);
+    }
+    free(tasks);
+}
+
+static void idle_extras(const bench_summary *s, bench_line *line)
+{
+    bench_field(line, "rss_per_task_b", "%.1f", s->metric);
+    bench_field(line, "rss_per_task_b_first", "%.1f", s->first.metric);
+    bench_field(line, "stack_kib", "%zu", IDLE_STACK / 1024);
+}
+
+#define IDLE(N)                                                              \
+    {.name = "rt.idle_tasks.n" #N, .ops = N, .max_runs = 3, .no_warmup = 1,  \
+     .runtime_per_run = 1, .param = N, .precheck = idle_precheck,           \
+     .run = idle_run, .extras = idle_extras}
+
+const bench_workload bench_idle_workloads[] = {
+    IDLE(10000),
+    IDLE(100000),
+    IDLE(1000000),
+    {.name = NULL},
+};
