@@ -24,7 +24,7 @@ static void *root(void *arg)
             sum += (intptr_t)r;
     }
     printf("sum of squares: %ld\n", (long)sum); /* 285, after ~10 ms */
-    return (void *)(sum == 285);
+    return (void *)(intptr_t)(sum == 285);
 }
 
 int main(void)
