@@ -43,11 +43,19 @@ void sq_test_fail(const char *file, int line, const char *what);
  * workers, checks it ran, shuts down, and returns the root's result. */
 void *sq_test_run(int workers, sq_task_fn fn, void *arg);
 
-/* True when built with a sanitizer: time bounds are looser there. */
-#ifdef SQ_TEST_SANITIZED
+/* True when built with a sanitizer or run under emulation: time bounds
+ * are looser there. */
+#ifdef SQ_TEST_SLOW_BUILD
 #define SQ_TEST_SLOW 1
 #else
 #define SQ_TEST_SLOW 0
+#endif
+
+/* True when built with a sanitizer, which handles SIGSEGV itself. */
+#ifdef SQ_TEST_SANITIZED
+#define SQ_TEST_SANITIZER 1
+#else
+#define SQ_TEST_SANITIZER 0
 #endif
 
 #endif
