@@ -65,6 +65,7 @@ typedef struct bench_workload {
 /* The families. */
 extern const bench_workload bench_rt_workloads[];
 extern const bench_workload bench_net_workloads[];
+extern const bench_workload bench_sync_workloads[];
 extern const bench_workload bench_idle_workloads[];
 
 /* Prints "squirrel-bench: <workload>: <message>" to stderr, flushes stdout

@@ -27,8 +27,8 @@
 static const bench_workload *const families[] = {
     bench_rt_workloads,
     bench_net_workloads,
-    /* bench_sync_workloads, bench_seed_workloads: when the sync layer
-     * exists (sync.c, seed.c). */
+    bench_sync_workloads,
+    /* bench_seed_workloads: when seed.c exists. */
     bench_idle_workloads,
 };
 #define NFAMILIES (sizeof families / sizeof families[0])

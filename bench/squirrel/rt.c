@@ -3,24 +3,26 @@
 
 #include <stdlib.h>
 
+#include "squirrel/sync.h"
+
 /* ------------------------------------------------------ rt.spawn_many */
 
 /* From inside a task, spawn 10,000 detached tasks; each decrements a shared
  * atomic; the run ends when it reaches zero.
  *
- * The benchmark says "the one that brings it to zero signals completion".
- * Until the sync layer exists there is nothing to signal with, so the root
- * polls the counter with sq_yield() instead.  TODO: replace the polling by
- * a Notify (the task that reaches zero notifies, the root waits) when
- * sync primitives land. */
+ * The one that brings it to zero signals completion through a Notify (a
+ * stored wake-up if the root is not waiting yet). */
 #define SPAWN_MANY_TASKS 10000
 
 static atomic_long spawn_many_left;
+static sq_notify spawn_many_done = SQ_NOTIFY_INITIALIZER;
 
 static void *spawn_many_task(void *arg)
 {
     (void)arg;
-    atomic_fetch_sub_explicit(&spawn_many_left, 1, memory_order_acq_rel);
+    if (atomic_fetch_sub_explicit(&spawn_many_left, 1,
+                                  memory_order_acq_rel) == 1)
+        sq_notify_one(&spawn_many_done);
     return NULL;
 }
 
@@ -31,7 +33,7 @@ static void spawn_many_run(const bench_workload *w, bench_run *out)
     int64_t t0 = sq_now();
     for (int i = 0; i < SPAWN_MANY_TASKS; i++)
         bench_check(sq_spawn(NULL, spawn_many_task, NULL, NULL), "sq_spawn");
-    bench_yield_until(&spawn_many_left, 0, "tasks left to run");
+    bench_check(sq_notify_wait(&spawn_many_done), "sq_notify_wait");
     out->ns = sq_now() - t0;
     /* Exactly 10,000 decrements happened and no more can come. */
     long left = atomic_load(&spawn_many_left);
@@ -42,20 +44,21 @@ static void spawn_many_run(const bench_workload *w, bench_run *out)
 /* ---------------------------------------------------- rt.chained_spawn */
 
 /* A task spawns the next, 1,000 deep (1,000 spawns, the root's included);
- * the last one sets a flag.  As in rt.spawn_many, the root polls the flag
- * with sq_yield() until a Notify exists (TODO: sync layer). */
+ * the last one sets a flag and signals the root through a Notify. */
 #define CHAIN_DEPTH 1000
 
 static atomic_long chain_ran;  /* tasks of the chain that ran */
 static atomic_long chain_done; /* set to 1 by the last one */
+static sq_notify chain_finished = SQ_NOTIFY_INITIALIZER;
 
 static void *chain_task(void *arg)
 {
     long left = (long)(intptr_t)arg; /* tasks still to come, this one included */
     atomic_fetch_add_explicit(&chain_ran, 1, memory_order_relaxed);
-    if (left == 1)
+    if (left == 1) {
         atomic_store_explicit(&chain_done, 1, memory_order_release);
-    else
+        sq_notify_one(&chain_finished);
+    } else
         bench_check(sq_spawn(NULL, chain_task, (void *)(intptr_t)(left - 1),
                              NULL),
                     "sq_spawn");
@@ -70,7 +73,9 @@ static void chained_spawn_run(const bench_workload *w, bench_run *out)
     int64_t t0 = sq_now();
     bench_check(sq_spawn(NULL, chain_task, (void *)(intptr_t)CHAIN_DEPTH, NULL),
                 "sq_spawn");
-    bench_yield_until(&chain_done, 1, "completion flag");
+    bench_check(sq_notify_wait(&chain_finished), "sq_notify_wait");
+    if (atomic_load(&chain_done) != 1)
+        bench_fail("woken before the chain finished");
     out->ns = sq_now() - t0;
     long ran = atomic_load(&chain_ran);
     if (ran != CHAIN_DEPTH)
@@ -115,17 +120,23 @@ static void yield_many_run(const bench_workload *w, bench_run *out)
 
 /* -------------------------------------------------------- rt.ping_pong */
 
-/* 1,000 rounds, one after another: spawn a task, send it a value, it
- * answers value + 1.  The benchmark sends and answers over oneshot
- * channels; Squirrel has none yet, so the value travels as the task's
- * argument and the answer as its result, collected with sq_join.  TODO:
- * switch to two oneshot channels per round when the sync layer lands (this
- * version does less work than the peers': no channel objects). */
+/* 1,000 rounds, one after another: spawn a task, send it a value over a
+ * oneshot channel, it answers value + 1 over another.  Both channels live
+ * in the root's frame: a oneshot may live on a stack (sync.h). */
 #define PING_PONG_ROUNDS 1000
+
+typedef struct ping_pong_pair {
+    sq_oneshot ping, pong;
+} ping_pong_pair;
 
 static void *pong_task(void *arg)
 {
-    return (void *)((intptr_t)arg + 1);
+    ping_pong_pair *p = arg;
+    void *v;
+    bench_check(sq_oneshot_recv(&p->ping, &v), "sq_oneshot_recv");
+    bench_check(sq_oneshot_send(&p->pong, (void *)((intptr_t)v + 1)),
+                "sq_oneshot_send");
+    return NULL;
 }
 
 static void ping_pong_run(const bench_workload *w, bench_run *out)
@@ -134,11 +145,14 @@ static void ping_pong_run(const bench_workload *w, bench_run *out)
     long sum = 0;
     int64_t t0 = sq_now();
     for (long r = 0; r < PING_PONG_ROUNDS; r++) {
-        sq_task t;
+        ping_pong_pair p;
+        sq_oneshot_init(&p.ping);
+        sq_oneshot_init(&p.pong);
+        bench_check(sq_spawn(NULL, pong_task, &p, NULL), "sq_spawn");
+        bench_check(sq_oneshot_send(&p.ping, (void *)(intptr_t)r),
+                    "sq_oneshot_send");
         void *res;
-        bench_check(sq_spawn(&t, pong_task, (void *)(intptr_t)r, NULL),
-                    "sq_spawn");
-        bench_check(sq_join(t, &res), "sq_join");
+        bench_check(sq_oneshot_recv(&p.pong, &res), "sq_oneshot_recv");
         long got = (long)(intptr_t)res;
         if (got != r + 1)
             bench_fail("round %ld: answer %ld, want %ld", r, got, r + 1);

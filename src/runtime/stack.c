@@ -26,6 +26,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#ifdef SQ__ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -145,8 +149,14 @@ static void stack_unmap_single(sq__stack *s)
 int sq__stack_get(sq_runtime *rt, sq__worker *w, size_t size, sq__stack **out)
 {
     int cls = size_class(size);
-    if (cls < 0)
-        return stack_map_single(size, out);
+    if (cls < 0) {
+        int rc = stack_map_single(size, out);
+#ifdef SQ__ASAN
+        if (rc == 0) /* the range may carry poison from an older mapping */
+            ASAN_UNPOISON_MEMORY_REGION((*out)->base, (*out)->size);
+#endif
+        return rc;
+    }
     sq__stack *s = w->stack_cache[cls];
     if (!s) {
         /* Refill from the shared pool (a batch), or map a new chunk. */
@@ -171,6 +181,11 @@ int sq__stack_get(sq_runtime *rt, sq__worker *w, size_t size, sq__stack **out)
     }
     w->stack_cache[cls] = s->next;
     w->stack_cache_n[cls]--;
+#ifdef SQ__ASAN
+    /* The last task on this stack may have left redzone poison behind
+     * (frames that never return, such as its final switch). */
+    ASAN_UNPOISON_MEMORY_REGION(s->base, s->size);
+#endif
     *out = s;
     return 0;
 }
