@@ -190,18 +190,34 @@ typedef struct sq__runq {
     _Atomic(sq__task *) buf[SQ__RQ_CAP];
 } sq__runq;
 
+/* The owner's LIFO deque (Chase-Lev): the owner pushes and takes at the
+ * bottom (newest first), thieves take one task at a time from the top
+ * (oldest).  Indices only grow; slot = index % SQ__DQ_CAP. */
+#define SQ__DQ_CAP 256
+#define SQ__FRESH_MAX 16
+
+typedef struct sq__deque {
+    _Alignas(SQ__CACHELINE) atomic_llong top;    /* thieves and owner CAS */
+    _Alignas(SQ__CACHELINE) atomic_llong bottom; /* owner writes */
+    _Atomic(sq__task *) buf[SQ__DQ_CAP];
+} sq__deque;
+
 typedef struct sq__worker {
-    sq__runq rq;
+    sq__runq rq;  /* FIFO: yielded tasks and batches from the global queue */
+    sq__deque dq; /* LIFO: woken and spawned tasks */
     _Alignas(SQ__CACHELINE) struct sq_runtime *rt;
     int index;
     pthread_t thread;
     sq__ctx sched_ctx;
     sq__task *cur;              /* running task, or NULL */
     sq__task *lifo;             /* woken task to run next (owner only) */
-    int lifo_streak;
+    int nfresh;                 /* tasks spawned by the running task */
+    sq__task *fresh[SQ__FRESH_MAX];
     sq__task *prev;             /* task that switched away, to settle */
     int prev_action;
     uint32_t tick;
+    long long fair_top;         /* deque top seen at the last fairness check */
+    int64_t fair_since;         /* ... and since when it has not moved */
     uint32_t rng;
     bool searching;
     atomic_uint parked;         /* futex word: 1 while parked */
@@ -258,7 +274,7 @@ struct sq_runtime {
 
     /* task registry, sharded to keep spawn/exit uncontended */
     struct {
-        _Alignas(SQ__CACHELINE) pthread_mutex_t lock;
+        _Alignas(SQ__CACHELINE) sq__spin lock; /* a few instructions held */
         sq__task *head;
     } reg[SQ__REG_SHARDS];
 

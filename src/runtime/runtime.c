@@ -45,7 +45,7 @@ int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts)
     pthread_mutex_init(&rt->bp_lock, NULL);
     pthread_cond_init(&rt->bp_cond, NULL);
     for (int i = 0; i < SQ__REG_SHARDS; i++)
-        pthread_mutex_init(&rt->reg[i].lock, NULL);
+        atomic_init(&rt->reg[i].lock.v, 0);
     int rc = sq__driver_init(rt);
     if (rc == 0 && (rc = sq__sched_start(rt)) != 0)
         sq__driver_free(rt); /* sched_start stopped the workers it started */
@@ -116,8 +116,6 @@ void sq_runtime_destroy(sq_runtime *rt)
     pthread_mutex_destroy(&rt->pool_lock);
     pthread_mutex_destroy(&rt->bp_lock);
     pthread_cond_destroy(&rt->bp_cond);
-    for (int i = 0; i < SQ__REG_SHARDS; i++)
-        pthread_mutex_destroy(&rt->reg[i].lock);
     free(rt->workers);
     free(rt->parked_list);
     free(rt->bp_tids);

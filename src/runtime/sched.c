@@ -1,14 +1,21 @@
 /* The scheduler: worker threads, run queues, work stealing, parking.
  *
- * Each worker owns a bounded run queue (a ring of SQ__RQ_CAP tasks): the
- * owner pushes at the tail and pops at the head, other workers steal half
- * of it from the head with one CAS.  A task woken by a running task goes to
- * the waker's LIFO slot and runs next (good cache locality for
- * request/response hand-offs); at most three LIFO runs in a row, then the
- * slot's task goes to the back of the queue so the others are not starved.
- * Spawns from outside the runtime, and queue overflow, go to a global queue
- * that every worker checks every 61 ticks and whenever its own queue is
- * empty.
+ * Each worker owns two bounded run queues.  A LIFO deque (Chase-Lev) holds
+ * woken and spawned tasks: the owner takes the newest, other workers steal
+ * the oldest one at a time.  A FIFO ring holds yielded tasks (and batches
+ * from the global queue): the owner pops at the head, other workers steal
+ * half of it with one CAS.  The deque goes first, so a yielding task lets
+ * every other runnable task on its worker run first.  A task woken by a
+ * running task goes to the waker's LIFO slot and runs next (good cache
+ * locality for request/response hand-offs).  Tasks spawned by a running
+ * task wait in a small buffer until it switches away, then the first runs
+ * next and the rest go to the deque in spawn order: fork/join trees run
+ * depth first, with few stacks live at once.  Spawns from outside the
+ * runtime, and queue overflow, go to a global queue.  Every 61 ticks a
+ * worker looks at older work first (one task of the global queue, the head
+ * of its FIFO ring, the oldest task of its deque if that one has waited
+ * FAIR_NS) so nothing starves behind tasks that keep waking or spawning
+ * each other.
  *
  * Switching is direct, task to task: a task that parks, yields or exits
  * picks the next task itself and switches straight to it; the worker's own
@@ -172,11 +179,101 @@ static sq__task *rq_steal(sq__worker *w, sq__worker *victim)
     }
 }
 
+/* ------------------------------------------------------- local deque */
+
+/* A Chase-Lev deque with every contended access sequentially consistent,
+ * so the owner's bottom decrement and the thieves' top/bottom reads need
+ * no separate fences (on x86 the exchange is the only barrier).  Thieves
+ * take one task at a time: a batch steal is not safe against an owner that
+ * takes from the other end without a CAS. */
+static inline long dq_len(sq__deque *d)
+{
+    long long t = atomic_load_explicit(&d->top, memory_order_acquire);
+    long long b = atomic_load_explicit(&d->bottom, memory_order_acquire);
+    return b > t ? (long)(b - t) : 0;
+}
+
+/* Owner only.  When full, the oldest half moves to the global queue with
+ * one CAS on top (which thieves also CAS, so each task goes one way). */
+static void dq_push(sq__worker *w, sq__task *x)
+{
+    sq__deque *d = &w->dq;
+    long long b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    for (;;) {
+        long long t = atomic_load_explicit(&d->top, memory_order_acquire);
+        if (b - t < SQ__DQ_CAP)
+            break;
+        long n = SQ__DQ_CAP / 2;
+        sq__task *first = NULL, *last = NULL;
+        for (long i = 0; i < n; i++) {
+            sq__task *y = atomic_load_explicit(&d->buf[(t + i) % SQ__DQ_CAP],
+                                               memory_order_relaxed);
+            if (last)
+                last->qnext = y;
+            else
+                first = y;
+            last = y;
+        }
+        if (!atomic_compare_exchange_strong_explicit(
+                &d->top, &t, t + n, memory_order_seq_cst,
+                memory_order_relaxed))
+            continue;
+        global_push_batch(w->rt, first, last, n);
+        break;
+    }
+    atomic_store_explicit(&d->buf[b % SQ__DQ_CAP], x, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+}
+
+/* Owner only: the newest task. */
+static sq__task *dq_take(sq__deque *d)
+{
+    long long b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    /* top never passes bottom for long: if it is there already, empty. */
+    if (atomic_load_explicit(&d->top, memory_order_relaxed) >= b)
+        return NULL;
+    b--;
+    atomic_exchange_explicit(&d->bottom, b, memory_order_seq_cst);
+    long long t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    if (t > b) {
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+        return NULL;
+    }
+    sq__task *x = atomic_load_explicit(&d->buf[b % SQ__DQ_CAP],
+                                       memory_order_relaxed);
+    if (t == b) {
+        /* The last one: race the thieves for it. */
+        if (!atomic_compare_exchange_strong_explicit(
+                &d->top, &t, t + 1, memory_order_seq_cst,
+                memory_order_relaxed))
+            x = NULL;
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    }
+    return x;
+}
+
+/* Any worker (the owner too, for fairness): the oldest task. */
+static sq__task *dq_steal(sq__deque *d)
+{
+    for (;;) {
+        long long t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+        long long b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+        if (t >= b)
+            return NULL;
+        sq__task *x = atomic_load_explicit(&d->buf[t % SQ__DQ_CAP],
+                                           memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(
+                &d->top, &t, t + 1, memory_order_seq_cst,
+                memory_order_relaxed))
+            return x;
+    }
+}
+
 /* --------------------------------------------------------- global queue */
 
 /* Takes a batch from the global queue: one to run, the rest into w's ring
  * (a fair share, so the other workers get some too). */
-static sq__task *global_pop(sq__worker *w)
+static sq__task *global_pop_max(sq__worker *w, long room)
 {
     sq_runtime *rt = w->rt;
     if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) == 0)
@@ -184,7 +281,6 @@ static sq__task *global_pop(sq__worker *w)
     pthread_mutex_lock(&rt->gq_lock);
     long len = atomic_load_explicit(&rt->gq_len, memory_order_relaxed);
     long take = len / rt->nworkers + 1;
-    long room = SQ__RQ_CAP / 2;
     if (take > room)
         take = room;
     if (take > len)
@@ -211,10 +307,46 @@ static sq__task *global_pop(sq__worker *w)
     return first;
 }
 
+static sq__task *global_pop(sq__worker *w)
+{
+    return global_pop_max(w, SQ__RQ_CAP / 2);
+}
+
 static void global_push(sq_runtime *rt, sq__task *t)
 {
     global_push_batch(rt, t, t, 1);
     sq__sched_notify(rt);
+}
+
+/* ------------------------------------------------------ local pushes */
+
+void sq__sched_notify(sq_runtime *rt);
+
+static void push_local(sq__worker *w, sq__task *t)
+{
+    if (w->cur) {
+        sq__task *old = w->lifo;
+        w->lifo = t;
+        if (!old)
+            return;
+        t = old;
+    }
+    dq_push(w, t);
+    sq__sched_notify(w->rt);
+}
+
+/* Moves the tasks the running task spawned to the deque, last first, so
+ * that the deque hands them out in spawn order; keeps the first one
+ * (returned) if keep_first. */
+static sq__task *fresh_flush(sq__worker *w, bool keep_first)
+{
+    int n = w->nfresh, stop = keep_first ? 1 : 0;
+    w->nfresh = 0;
+    for (int i = n - 1; i >= stop; i--)
+        dq_push(w, w->fresh[i]);
+    if (n > stop)
+        sq__sched_notify(w->rt);
+    return keep_first ? w->fresh[0] : NULL;
 }
 
 /* ---------------------------------------------------------- idle workers */
@@ -224,7 +356,7 @@ static bool work_visible(sq_runtime *rt)
     if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0)
         return true;
     for (int i = 0; i < rt->nworkers; i++)
-        if (rq_len(&rt->workers[i].rq) > 0)
+        if (rq_len(&rt->workers[i].rq) > 0 || dq_len(&rt->workers[i].dq) > 0)
             return true;
     return false;
 }
@@ -325,7 +457,8 @@ static void park_worker(sq__worker *w)
         sq__fence();
         while (atomic_load(&w->parked)) {
             sq__driver_poll(rt, -1);
-            if ((w->lifo || rq_len(&w->rq) > 0) && unregister_parked(w)) {
+            if ((w->lifo || rq_len(&w->rq) > 0 || dq_len(&w->dq) > 0) &&
+                unregister_parked(w)) {
                 self_removed = true;
                 break;
             }
@@ -354,7 +487,9 @@ static sq__task *steal_any(sq__worker *w)
         sq__worker *v = &rt->workers[(start + i) % n];
         if (v == w)
             continue;
-        sq__task *t = rq_steal(w, v);
+        sq__task *t = dq_steal(&v->dq);
+        if (!t)
+            t = rq_steal(w, v);
         if (t)
             return t;
     }
@@ -372,24 +507,59 @@ static void maintenance(sq__worker *w)
     }
 }
 
-/* Picks the next task for w without ever blocking, or NULL. */
+/* Picks the next task for w without ever blocking, or NULL.  Order: the
+ * LIFO slot, the deque (newest first), the FIFO of yielded tasks, the
+ * global queue, other workers.  Every 61st tick the oldest work goes first
+ * instead (global queue, FIFO, oldest in the deque), so nothing waits
+ * forever behind tasks that keep waking or spawning each other. */
+/* The oldest task of w's deque, if it has sat there (the deque's top has
+ * not moved) for FAIR_NS: the deque is LIFO, and tasks that keep waking or
+ * spawning others could otherwise hold it back forever.  Not sooner, as
+ * taking old work early breaks the depth-first order of fork/join trees. */
+#define FAIR_NS (10 * SQ_MSEC)
+
+static sq__task *dq_take_stale(sq__worker *w)
+{
+    long long top = atomic_load_explicit(&w->dq.top, memory_order_relaxed);
+    long long bot = atomic_load_explicit(&w->dq.bottom, memory_order_relaxed);
+    if (top >= bot) {
+        w->fair_top = -1;
+        return NULL;
+    }
+    int64_t now = sq_now();
+    if (top != w->fair_top) {
+        w->fair_top = top;
+        w->fair_since = now;
+        return NULL;
+    }
+    if (now - w->fair_since < FAIR_NS)
+        return NULL;
+    w->fair_top = -1;
+    return dq_steal(&w->dq);
+}
+
 static sq__task *find_work(sq__worker *w)
 {
     sq__task *t;
     if (++w->tick % 61 == 0) {
+        if (w->nfresh)
+            fresh_flush(w, false);
         maintenance(w);
-        if ((t = global_pop(w)))
+        if ((t = global_pop_max(w, 1)) || (t = rq_pop(&w->rq)) ||
+            (t = dq_take_stale(w)))
             goto found;
     }
     if (w->lifo) {
+        if (w->nfresh)
+            fresh_flush(w, false);
         t = w->lifo;
         w->lifo = NULL;
-        if (w->lifo_streak++ < 3)
-            return t;
-        rq_push(w, t);
+        return t;
     }
-    w->lifo_streak = 0;
-    if ((t = rq_pop(&w->rq)) || (t = global_pop(w)) || (t = steal_any(w)))
+    if (w->nfresh)
+        return fresh_flush(w, true);
+    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)) ||
+        (t = global_pop(w)) || (t = steal_any(w)))
         goto found;
     /* Nothing queued: poll the driver once so I/O and timers are not
      * starved while the workers keep busy switching among waiting tasks. */
@@ -399,7 +569,7 @@ static sq__task *find_work(sq__worker *w)
         w->lifo = NULL;
         goto found;
     }
-    if ((t = rq_pop(&w->rq)))
+    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)))
         goto found;
     return NULL;
 found:
@@ -428,7 +598,9 @@ static sq__task *spin_for_work(sq__worker *w)
     do {
         for (int i = 0; i < 64; i++)
             sq__cpu_relax();
-        sq__task *t = rq_pop(&w->rq);
+        sq__task *t = dq_take(&w->dq);
+        if (!t)
+            t = rq_pop(&w->rq);
         if (!t)
             t = global_pop(w);
         if (!t)
@@ -472,7 +644,7 @@ static void settle(sq__worker *w)
             break;
         /* A wake-up arrived while it was switching out: run it again. */
         atomic_store(&p->state, SQ__T_QUEUED);
-        rq_push(w, p);
+        dq_push(w, p);
         sq__sched_notify(w->rt);
         break;
     }
@@ -555,26 +727,27 @@ void sq__task_wake(sq__task *t)
         return; /* running (it will not park), queued, notified, or done */
     atomic_store_explicit(&t->state, SQ__T_QUEUED, memory_order_relaxed);
     sq__worker *w = sq__worker_current();
-    if (w && w->rt == t->rt) {
-        if (w->cur) {
-            sq__task *old = w->lifo;
-            w->lifo = t;
-            if (!old)
-                return;
-            t = old;
-        }
-        rq_push(w, t);
-        sq__sched_notify(w->rt);
-    } else {
+    if (w && w->rt == t->rt)
+        push_local(w, t);
+    else
         global_push(t->rt, t);
-    }
 }
 
+/* Tasks spawned by a running task are held back (in w->fresh) until it
+ * switches away; then the first one runs at once and the others go to the
+ * deque so that they start in spawn order, ahead of older work.  Spawn +
+ * join stays on one core, and a tree of spawns (fork/join) runs depth
+ * first, with few stacks live at once; idle workers steal the oldest,
+ * largest pieces of work from the other end of the deque. */
 void sq__sched_push_new(sq_runtime *rt, sq__task *t)
 {
     sq__worker *w = sq__worker_current();
-    if (w && w->rt == rt) {
-        rq_push(w, t);
+    if (w && w->rt == rt && w->cur) {
+        if (w->nfresh == SQ__FRESH_MAX)
+            fresh_flush(w, false);
+        w->fresh[w->nfresh++] = t;
+    } else if (w && w->rt == rt) {
+        dq_push(w, t);
         sq__sched_notify(rt);
     } else {
         global_push(rt, t);
@@ -634,6 +807,7 @@ int sq__sched_start(sq_runtime *rt)
         w->rt = rt;
         w->index = i;
         w->rng = 0x9e3779b9u * (unsigned)(i + 1);
+        w->fair_top = -1;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 1 << 20);

@@ -146,26 +146,26 @@ void sq__task_pool_free(sq_runtime *rt)
 static void registry_add(sq_runtime *rt, sq__task *t, int shard)
 {
     t->reg_shard = shard;
-    pthread_mutex_lock(&rt->reg[shard].lock);
+    sq__spin_lock(&rt->reg[shard].lock);
     t->reg_prev = NULL;
     t->reg_next = rt->reg[shard].head;
     if (t->reg_next)
         t->reg_next->reg_prev = t;
     rt->reg[shard].head = t;
-    pthread_mutex_unlock(&rt->reg[shard].lock);
+    sq__spin_unlock(&rt->reg[shard].lock);
 }
 
 static void registry_remove(sq_runtime *rt, sq__task *t)
 {
     int shard = t->reg_shard;
-    pthread_mutex_lock(&rt->reg[shard].lock);
+    sq__spin_lock(&rt->reg[shard].lock);
     if (t->reg_prev)
         t->reg_prev->reg_next = t->reg_next;
     else
         rt->reg[shard].head = t->reg_next;
     if (t->reg_next)
         t->reg_next->reg_prev = t->reg_prev;
-    pthread_mutex_unlock(&rt->reg[shard].lock);
+    sq__spin_unlock(&rt->reg[shard].lock);
 }
 
 void sq__task_abort(sq__task *t)
@@ -177,10 +177,10 @@ void sq__task_abort(sq__task *t)
 void sq__registry_cancel_all(sq_runtime *rt)
 {
     for (int i = 0; i < SQ__REG_SHARDS; i++) {
-        pthread_mutex_lock(&rt->reg[i].lock);
+        sq__spin_lock(&rt->reg[i].lock);
         for (sq__task *t = rt->reg[i].head; t; t = t->reg_next)
             sq__task_abort(t);
-        pthread_mutex_unlock(&rt->reg[i].lock);
+        sq__spin_unlock(&rt->reg[i].lock);
     }
 }
 
