@@ -323,7 +323,6 @@ void sq__overflow_handler_remove(sq__worker *w);
 
 sq__task *sq__task_alloc(sq_runtime *rt, sq__worker *w);
 void sq__task_release(sq__task *t);   /* drop one reference */
-void sq__task_run_first(sq__worker *w, sq__task *t); /* no-stack start path */
 void sq__task_pool_free(sq_runtime *rt);
 void sq__task_settle_exit(sq__worker *w, sq__task *t);
 int sq__task_prepare(sq__worker *w, sq__task *t);  /* allocate stack */

@@ -507,11 +507,6 @@ static void maintenance(sq__worker *w)
     }
 }
 
-/* Picks the next task for w without ever blocking, or NULL.  Order: the
- * LIFO slot, the deque (newest first), the FIFO of yielded tasks, the
- * global queue, other workers.  Every 61st tick the oldest work goes first
- * instead (global queue, FIFO, oldest in the deque), so nothing waits
- * forever behind tasks that keep waking or spawning each other. */
 /* The oldest task of w's deque, if it has sat there (the deque's top has
  * not moved) for FAIR_NS: the deque is LIFO, and tasks that keep waking or
  * spawning others could otherwise hold it back forever.  Not sooner, as
@@ -538,6 +533,22 @@ static sq__task *dq_take_stale(sq__worker *w)
     return dq_steal(&w->dq);
 }
 
+/* Any queued task: w's deque, its FIFO ring, the global queue, then the
+ * other workers'. */
+static sq__task *take_queued(sq__worker *w)
+{
+    sq__task *t;
+    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)) ||
+        (t = global_pop(w)) || (t = steal_any(w)))
+        return t;
+    return NULL;
+}
+
+/* Picks the next task for w without ever blocking, or NULL.  Order: the
+ * LIFO slot, the deque (newest first), the FIFO of yielded tasks, the
+ * global queue, other workers.  Every 61st tick the oldest work goes first
+ * instead (global queue, FIFO, oldest in the deque), so nothing waits
+ * forever behind tasks that keep waking or spawning each other. */
 static sq__task *find_work(sq__worker *w)
 {
     sq__task *t;
@@ -558,8 +569,7 @@ static sq__task *find_work(sq__worker *w)
     }
     if (w->nfresh)
         return fresh_flush(w, true);
-    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)) ||
-        (t = global_pop(w)) || (t = steal_any(w)))
+    if ((t = take_queued(w)))
         goto found;
     /* Nothing queued: poll the driver once so I/O and timers are not
      * starved while the workers keep busy switching among waiting tasks. */
@@ -598,13 +608,7 @@ static sq__task *spin_for_work(sq__worker *w)
     do {
         for (int i = 0; i < 64; i++)
             sq__cpu_relax();
-        sq__task *t = dq_take(&w->dq);
-        if (!t)
-            t = rq_pop(&w->rq);
-        if (!t)
-            t = global_pop(w);
-        if (!t)
-            t = steal_any(w);
+        sq__task *t = take_queued(w);
         if (t) {
             searching_done(w, true);
             return t;
