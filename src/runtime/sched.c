@@ -110,6 +110,13 @@ static void rq_push(sq__worker *w, sq__task *t)
             return;
         }
         unsigned n = SQ__RQ_CAP / 2;
+        /* Claim the slots first: until the CAS succeeds a stealer may own
+         * them, and their tasks' links are not ours to write.  Only the
+         * owner writes this ring's slots, so they stay readable after. */
+        if (!atomic_compare_exchange_strong_explicit(
+                &q->head, &head, head + n, memory_order_acq_rel,
+                memory_order_acquire))
+            continue; /* a stealer made room; retry the fast path */
         sq__task *first = NULL, *last = NULL;
         for (unsigned i = 0; i < n; i++) {
             sq__task *x = atomic_load_explicit(&q->buf[(head + i) % SQ__RQ_CAP],
@@ -120,10 +127,6 @@ static void rq_push(sq__worker *w, sq__task *t)
                 first = x;
             last = x;
         }
-        if (!atomic_compare_exchange_strong_explicit(
-                &q->head, &head, head + n, memory_order_acq_rel,
-                memory_order_acquire))
-            continue; /* a stealer made room; retry the fast path */
         last->qnext = t;
         global_push_batch(w->rt, first, t, n + 1);
         return;
@@ -204,6 +207,12 @@ static void dq_push(sq__worker *w, sq__task *x)
         if (b - t < SQ__DQ_CAP)
             break;
         long n = SQ__DQ_CAP / 2;
+        /* Claim first, link after: a thief may win any of these slots
+         * until the CAS succeeds (see rq_push). */
+        if (!atomic_compare_exchange_strong_explicit(
+                &d->top, &t, t + n, memory_order_seq_cst,
+                memory_order_relaxed))
+            continue;
         sq__task *first = NULL, *last = NULL;
         for (long i = 0; i < n; i++) {
             sq__task *y = atomic_load_explicit(&d->buf[(t + i) % SQ__DQ_CAP],
@@ -214,10 +223,6 @@ static void dq_push(sq__worker *w, sq__task *x)
                 first = y;
             last = y;
         }
-        if (!atomic_compare_exchange_strong_explicit(
-                &d->top, &t, t + n, memory_order_seq_cst,
-                memory_order_relaxed))
-            continue;
         global_push_batch(w->rt, first, last, n);
         break;
     }
