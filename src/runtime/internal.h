@@ -266,6 +266,7 @@ struct sq_runtime {
     int evfd;
     atomic_llong driver_until;  /* deadline the driver sleeps to, or MAX */
     _Atomic(struct sq_io *) io_release; /* closed handles to free */
+    atomic_long io_live;        /* handles registered with epoll */
 
     _Alignas(SQ__CACHELINE) sq__spin timer_lock;
     sq__timer **heap;

@@ -133,7 +133,13 @@ void sq__driver_poll(sq_runtime *rt, int64_t timeout)
             timeout = until > now ? until - now : 0;
         }
     }
-    int n = epoll_wait_ns(rt->epfd, evs, 128, timeout);
+    /* A poll that must not wait, with no handle registered, can only find
+     * driver wake-ups, which are for a parked driver: skip the system
+     * call (workers busy with pure computation poll every 61 ticks). */
+    int n = 0;
+    if (timeout != 0 ||
+        atomic_load_explicit(&rt->io_live, memory_order_relaxed) != 0)
+        n = epoll_wait_ns(rt->epfd, evs, 128, timeout);
     atomic_store(&rt->driver_until, INT64_MAX);
     for (int i = 0; i < n; i++) {
         if (evs[i].data.ptr == NULL) {
@@ -165,6 +171,7 @@ int sq__io_new(sq_runtime *rt, int fd, sq_io **out)
         free(io);
         return e;
     }
+    atomic_fetch_add_explicit(&rt->io_live, 1, memory_order_relaxed);
     *out = io;
     return 0;
 }
@@ -175,6 +182,7 @@ void sq__io_unref(sq_io *io)
         return;
     sq_runtime *rt = io->rt;
     epoll_ctl(rt->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    atomic_fetch_sub_explicit(&rt->io_live, 1, memory_order_relaxed);
     close(io->fd);
     /* Lock-free push; the driver takes the whole list with one exchange. */
     io->release_next = atomic_load(&rt->io_release);

@@ -558,12 +558,16 @@ static sq__task *find_work(sq__worker *w)
 {
     sq__task *t;
     if (++w->tick % 61 == 0) {
-        if (w->nfresh)
-            fresh_flush(w, false);
         maintenance(w);
         if ((t = global_pop_max(w, 1)) || (t = rq_pop(&w->rq)) ||
-            (t = dq_take_stale(w)))
+            (t = dq_take_stale(w))) {
+            /* Tasks just spawned wait behind it, where others may take
+             * them.  (If nothing older is found they run next, below, and
+             * no other worker needs waking for them.) */
+            if (w->nfresh)
+                fresh_flush(w, false);
             goto found;
+        }
     }
     if (w->lifo) {
         if (w->nfresh)
