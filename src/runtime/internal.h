@@ -174,6 +174,13 @@ struct sq__waiter {
 void sq__waiter_init(sq__waiter *w);
 /* Marks w signalled and wakes its task or thread. */
 void sq__waiter_wake(sq__waiter *w);
+/* The first half of sq__waiter_wake, for wakers that would rather not
+ * switch tasks' queues while holding their lock: marks w signalled (under
+ * the lock, as the rule above says), wakes a plain thread at once, and
+ * returns the task to pass to sq__task_wake once the lock is released
+ * (NULL for a thread).  The late wake-up is harmless if the waiter has
+ * moved on meanwhile: tasks tolerate spurious wake-ups (sq__task_park). */
+sq__task *sq__waiter_signal(sq__waiter *w);
 /* Suspends until w is signalled (0), the caller is cancelled
  * (-ECANCELED, only if cancellable), or deadline passes (-ETIMEDOUT).
  * Returns 0 at once if already signalled.  After a non-zero return the

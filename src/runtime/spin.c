@@ -15,7 +15,7 @@ atomic_int sq__fence_word;
 
 void sq__spin_lock_slow(sq__spin *l)
 {
-    for (unsigned spins = 0;; spins++) {
+    for (unsigned spins = 0;;) {
         while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
             if (spins++ < 64)
                 sq__cpu_relax();

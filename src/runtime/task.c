@@ -353,14 +353,20 @@ void sq__waiter_init(sq__waiter *w)
     w->data = NULL;
 }
 
-void sq__waiter_wake(sq__waiter *w)
+sq__task *sq__waiter_signal(sq__waiter *w)
 {
     sq__task *t = w->task;
     atomic_store_explicit(&w->signalled, 1, memory_order_release);
+    if (!t)
+        sq__futex_wake(&w->signalled, 1);
+    return t;
+}
+
+void sq__waiter_wake(sq__waiter *w)
+{
+    sq__task *t = sq__waiter_signal(w);
     if (t)
         sq__task_wake(t);
-    else
-        sq__futex_wake(&w->signalled, 1);
 }
 
 int sq__waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable)

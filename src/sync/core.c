@@ -19,8 +19,10 @@
  * Hence fairness: the fast paths refuse when WAITERS is set, so nothing is
  * ever taken past a waiter.
  *
- * Hand-off.  The releaser assigns and wakes under the lock (the rule of
- * struct sq__waiter); the woken waiter takes the lock before it returns.
+ * Hand-off.  The releaser assigns and signals under the lock (the rule of
+ * struct sq__waiter) and wakes the tasks it signalled after unlocking, so
+ * the lock is never held across a run-queue push or a worker wake-up; the
+ * woken waiter takes the lock before it returns.
  * Permits become available in the word only through a lock-free CAS that
  * is its caller's last touch of the semaphore, never while the lock is
  * held: so when any acquire returns, the release that fed it has finished
@@ -107,11 +109,43 @@ static void settle_flag_locked(sq_sem *s)
                                   memory_order_relaxed);
 }
 
+/* Tasks to wake once the lock is released.  A wake-up moves a task to a
+ * run queue and may wake a worker thread (a system call), which must not
+ * lengthen the time the lock is held: the other side spins on it.  Waiters
+ * are marked signalled under the lock (the rule of struct sq__waiter) and
+ * their tasks woken after it (sq__waiter_signal); a full list wakes the
+ * rest on the spot. */
+#define WAKE_BATCH 16
+
+typedef struct wake_list {
+    int n;
+    sq__task *task[WAKE_BATCH];
+} wake_list;
+
+static void signal_locked(wake_list *wl, sq__waiter *w)
+{
+    sq__task *t = sq__waiter_signal(w);
+    if (!t)
+        return;
+    if (wl->n < WAKE_BATCH)
+        wl->task[wl->n++] = t;
+    else
+        sq__task_wake(t);
+}
+
+static void wake_listed(wake_list *wl)
+{
+    for (int i = 0; i < wl->n; i++)
+        sq__task_wake(wl->task[i]);
+    wl->n = 0;
+}
+
 /* Under the lock, with WAITERS set: assigns `n` permits to the waiters in
- * order, waking each one that is fully served.  Returns the permits left
+ * order, signalling each one that is fully served (woken by the caller,
+ * after unlocking, through wl).  Returns the permits left
  * over, which is non-zero only if the queue emptied (the caller adds them
  * back after unlocking). */
-static size_t dispatch_locked(sq_sem *s, size_t n)
+static size_t dispatch_locked(sq_sem *s, size_t n, wake_list *wl)
 {
     while (n && s->_head) {
         sq__waiter *w = s->_head;
@@ -123,7 +157,7 @@ static size_t dispatch_locked(sq_sem *s, size_t n)
             break; /* partial assignment to the head; n is now 0 */
         queue_remove(s, w);
         w->status = 0;
-        sq__waiter_wake(w);
+        signal_locked(wl, w);
     }
     settle_flag_locked(s);
     return n;
@@ -188,11 +222,13 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
      * was assigned (only the head can have a partial assignment). */
     queue_remove(s, &sw.w);
     size_t back = n - sw.need;
+    wake_list wl = {.n = 0};
     if (s->_head && back)
-        back = dispatch_locked(s, back);
+        back = dispatch_locked(s, back, &wl);
     else
         settle_flag_locked(s);
     sq__spin_unlock(sem_lock(s));
+    wake_listed(&wl);
     if (back)
         sq__sem_release(s, back, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_SATURATE, 0);
     return rc;
@@ -234,6 +270,7 @@ int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
 {
     if (n == 0)
         return 0;
+    wake_list wl = {.n = 0};
     for (;;) {
         /* Nobody waits: add to the count, lock-free; this CAS is the last
          * touch of s.  (Even a saturated no-op is a CAS: a release RMW,
@@ -243,23 +280,29 @@ int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
             size_t avail = avail_of(old);
             size_t add = n;
             if (avail > limit || n > limit - avail) {
-                if (over == SQ__SEM_OVER_FAIL)
+                if (over == SQ__SEM_OVER_FAIL) {
+                    wake_listed(&wl);
                     return err;
+                }
                 add = avail >= limit ? 0 : limit - avail;
             }
             if (atomic_compare_exchange_weak_explicit(
                     &s->_state, &old, old + permits(add),
-                    memory_order_release, memory_order_relaxed))
+                    memory_order_release, memory_order_relaxed)) {
+                wake_listed(&wl);
                 return 0;
+            }
         }
         /* Waiters: hand the permits over under the lock. */
         sq__spin_lock(sem_lock(s));
         if (atomic_load_explicit(&s->_state, memory_order_relaxed) &
             SQ__SEM_WAITERS)
-            n = dispatch_locked(s, n);
+            n = dispatch_locked(s, n, &wl);
         sq__spin_unlock(sem_lock(s));
-        if (n == 0)
+        if (n == 0) {
+            wake_listed(&wl);
             return 0;
+        }
         /* The queue emptied (or was empty by the time we locked): add the
          * rest to the count. */
     }
@@ -272,21 +315,24 @@ void sq__sem_grant_all(sq_sem *s)
     if (!(atomic_load_explicit(&s->_state, memory_order_acquire) &
           SQ__SEM_WAITERS))
         return;
+    wake_list wl = {.n = 0};
     sq__spin_lock(sem_lock(s));
     while (s->_head) {
         sq__waiter *w = s->_head;
         sq__container_of(w, sem_waiter, w)->need = 0;
         queue_remove(s, w);
         w->status = 0;
-        sq__waiter_wake(w);
+        signal_locked(&wl, w);
     }
     settle_flag_locked(s);
     sq__spin_unlock(sem_lock(s));
+    wake_listed(&wl);
 }
 
 void sq__sem_close(sq_sem *s)
 {
     size_t back = 0;
+    wake_list wl = {.n = 0};
     sq__spin_lock(sem_lock(s));
     atomic_fetch_or_explicit(&s->_state, SQ__SEM_CLOSED, memory_order_release);
     while (s->_head) {
@@ -295,10 +341,11 @@ void sq__sem_close(sq_sem *s)
         back += sw->want - sw->need;
         queue_remove(s, w);
         w->status = -ESHUTDOWN;
-        sq__waiter_wake(w);
+        signal_locked(&wl, w);
     }
     settle_flag_locked(s);
     sq__spin_unlock(sem_lock(s));
+    wake_listed(&wl);
     if (back)
         sq__sem_release(s, back, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_SATURATE, 0);
 }
