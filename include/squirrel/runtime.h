@@ -30,6 +30,16 @@
 extern "C" {
 #endif
 
+/* "file:line" where the macro is expanded, as a string literal: how the
+ * run-time checks and the task dump (squirrel/check.h) name the place a
+ * task was spawned or a lock initialised or taken.  The spawn and lock
+ * calls are macros that pass it along; each also exists as a plain
+ * function (write its name in parentheses to take its address), which
+ * records no site. */
+#define SQ__STR2(x) #x
+#define SQ__STR(x) SQ__STR2(x)
+#define SQ_SITE __FILE__ ":" SQ__STR(__LINE__)
+
 /* ---------------------------------------------------------------- time */
 
 #define SQ_NSEC ((int64_t)1)
@@ -123,12 +133,24 @@ typedef struct sq_spawn_opts {
  * later, on any worker.  The stack is allocated when the task first runs;
  * if that fails the task finishes without running and its join returns
  * -ENOMEM. */
-int sq_spawn(sq_task *out, sq_task_fn fn, void *arg,
-             const sq_spawn_opts *opts);
+int(sq_spawn)(sq_task *out, sq_task_fn fn, void *arg,
+              const sq_spawn_opts *opts);
 
 /* As sq_spawn, into rt, callable from any thread (inside rt or not). */
-int sq_runtime_spawn(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
-                     const sq_spawn_opts *opts);
+int(sq_runtime_spawn)(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
+                      const sq_spawn_opts *opts);
+
+/* The same, recording `site` (a string that outlives the task, normally
+ * SQ_SITE) as the place of the spawn, for the task dump. */
+int sq_spawn_at(sq_task *out, sq_task_fn fn, void *arg,
+                const sq_spawn_opts *opts, const char *site);
+int sq_runtime_spawn_at(sq_runtime *rt, sq_task *out, sq_task_fn fn,
+                        void *arg, const sq_spawn_opts *opts,
+                        const char *site);
+#define sq_spawn(out, fn, arg, opts) \
+    sq_spawn_at((out), (fn), (arg), (opts), SQ_SITE)
+#define sq_runtime_spawn(rt, out, fn, arg, opts) \
+    sq_runtime_spawn_at((rt), (out), (fn), (arg), (opts), SQ_SITE)
 
 /* Waits until task t finishes and stores its return value in *result (may
  * be NULL), consuming the handle.  Returns 0; -ECANCELED if t was aborted
@@ -198,8 +220,14 @@ int sq_group_create(sq_group **out);
 /* Spawns fn(arg) into g; the group owns its handle.  *id_out (may be NULL)
  * receives the task id.  Errors as sq_spawn, plus -EINVAL if g is being
  * destroyed.  Never waits. */
-int sq_group_spawn(sq_group *g, sq_task_fn fn, void *arg,
-                   const sq_spawn_opts *opts, uint64_t *id_out);
+int(sq_group_spawn)(sq_group *g, sq_task_fn fn, void *arg,
+                    const sq_spawn_opts *opts, uint64_t *id_out);
+/* The same, recording `site` as the place of the spawn (see SQ_SITE). */
+int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
+                      const sq_spawn_opts *opts, uint64_t *id_out,
+                      const char *site);
+#define sq_group_spawn(g, fn, arg, opts, id_out) \
+    sq_group_spawn_at((g), (fn), (arg), (opts), (id_out), SQ_SITE)
 
 /* Waits for the next member to finish (in completion order), reaps it and
  * stores its id and result (either pointer may be NULL).  Returns 0, or

@@ -58,11 +58,13 @@ typedef struct sq_sem {
      * taking, releasing and queueing are each one atomic transition. */
     _Atomic uint64_t _state;
     atomic_int _lock;            /* spin lock over the queue */
+    unsigned _flags;             /* for the run-time checks */
     struct sq__waiter *_head, *_tail; /* FIFO of waiters */
 } sq_sem;
 
-#define SQ_SEM_INITIALIZER(permits) \
-    {._state = (uint64_t)(permits) << 2, ._lock = 0, ._head = NULL, ._tail = NULL}
+#define SQ_SEM_INITIALIZER(permits)                                     \
+    {._state = (uint64_t)(permits) << 2, ._lock = 0, ._flags = 0,      \
+     ._head = NULL, ._tail = NULL}
 
 /* Initialises s with `permits` available permits.  -EINVAL if permits
  * exceeds SQ_SEM_MAX_PERMITS.  Never waits. */
@@ -133,12 +135,26 @@ size_t sq_sem_available(sq_sem *s);
  * detected; an unlock of an unlocked mutex is (-EPERM). */
 typedef struct sq_mutex {
     sq_sem _sem;
+    const char *_class;          /* lock class for the checks */
 } sq_mutex;
 
-#define SQ_MUTEX_INITIALIZER {SQ_SEM_INITIALIZER(1)}
+/* A static initialiser; the lock's class (for the lock-order checks of
+ * squirrel/check.h) is the place of the definition. */
+#define SQ_MUTEX_INITIALIZER {SQ_SEM_INITIALIZER(1), SQ_SITE}
 
-/* Initialises m, unlocked.  Never fails (returns 0) or waits. */
-int sq_mutex_init(sq_mutex *m);
+/* Initialises m, unlocked, in lock class `cls`: a string that outlives
+ * the lock, naming every lock that plays the same part (the lock-order
+ * checks reason about classes, not single locks).  sq_mutex_init uses the
+ * place of the call ("file:line") as the class.  Never fails (returns 0)
+ * or waits. */
+int sq_mutex_init_named(sq_mutex *m, const char *cls);
+int(sq_mutex_init)(sq_mutex *m);
+#define sq_mutex_init(m) sq_mutex_init_named((m), SQ_SITE)
+
+/* Declares that m may be held while its holder waits for something other
+ * than a lock (the design of, say, a lock that serialises a connection's
+ * writes): the held-across-wait check then leaves it alone.  Never waits. */
+void sq_mutex_allow_hold_across_waits(sq_mutex *m);
 
 /* Checks that m may be discarded: -EBUSY if it is locked or waited on,
  * else 0.  Never waits. */
@@ -146,15 +162,25 @@ int sq_mutex_destroy(sq_mutex *m);
 
 /* Locks m, waiting (FIFO) while it is held.  Returns 0.  Cancellation
  * point: -ECANCELED, not holding m. */
-int sq_mutex_lock(sq_mutex *m);
+int(sq_mutex_lock)(sq_mutex *m);
 
 /* As sq_mutex_lock, giving up at `deadline` with -ETIMEDOUT, not holding
  * m.  -EINVAL for a negative deadline. */
-int sq_mutex_lock_until(sq_mutex *m, int64_t deadline);
+int(sq_mutex_lock_until)(sq_mutex *m, int64_t deadline);
 
 /* Locks m only if it is free and nobody waits for it: 0, or -EBUSY.
  * Never waits. */
-int sq_mutex_try_lock(sq_mutex *m);
+int(sq_mutex_try_lock)(sq_mutex *m);
+
+/* The lock calls with the place of the call (SQ_SITE, or any string that
+ * outlives the hold) for the checks' reports; the macros pass SQ_SITE. */
+int sq_mutex_lock_at(sq_mutex *m, const char *site);
+int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site);
+int sq_mutex_try_lock_at(sq_mutex *m, const char *site);
+#define sq_mutex_lock(m) sq_mutex_lock_at((m), SQ_SITE)
+#define sq_mutex_lock_until(m, deadline) \
+    sq_mutex_lock_until_at((m), (deadline), SQ_SITE)
+#define sq_mutex_try_lock(m) sq_mutex_try_lock_at((m), SQ_SITE)
 
 /* Unlocks m, handing it to the first waiter if there is one.  Returns 0,
  * or -EPERM if m is not locked (nothing changes).  Never waits; safe from

@@ -102,7 +102,7 @@ int sq_blocking_run_until(void *(*fn)(void *), void *arg, void **result,
     j->fn = fn;
     j->arg = arg;
     sq__waiter w;
-    sq__waiter_init(&w);
+    sq__waiter_init_for(&w, SQ__WAIT_BLOCKING, j);
     j->waiter = &w;
     int rc = submit(t->rt, j);
     if (rc) {

@@ -32,15 +32,22 @@ int sq_group_create(sq_group **out)
     return 0;
 }
 
-int sq_group_spawn(sq_group *g, sq_task_fn fn, void *arg,
-                   const sq_spawn_opts *opts, uint64_t *id_out)
+int(sq_group_spawn)(sq_group *g, sq_task_fn fn, void *arg,
+                    const sq_spawn_opts *opts, uint64_t *id_out)
+{
+    return sq_group_spawn_at(g, fn, arg, opts, id_out, NULL);
+}
+
+int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
+                      const sq_spawn_opts *opts, uint64_t *id_out,
+                      const char *site)
 {
     if (!g)
         return -EINVAL;
     sq__worker *w = sq__worker_current();
     sq__task *t;
     int rc = sq__spawn_in(g->rt, w && w->rt == g->rt ? w : NULL, &t, fn, arg,
-                          opts, true);
+                          opts, true, site);
     if (rc)
         return rc;
     t->group = g;
@@ -108,7 +115,7 @@ int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
             return -EBUSY;
         }
         sq__waiter w;
-        sq__waiter_init(&w);
+        sq__waiter_init_for(&w, SQ__WAIT_GROUP, g);
         g->waiter = &w;
         sq__spin_unlock(&g->lock);
         int rc = sq__waiter_wait(&w, deadline, true);

@@ -14,6 +14,7 @@
 #define SQ__CACHELINE 64
 #define SQ__LIKELY(x) __builtin_expect(!!(x), 1)
 #define SQ__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SQ__NOINLINE __attribute__((noinline))
 #define sq__container_of(p, type, member) \
     ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -126,6 +127,28 @@ enum { SQ__H_ATTACHED, SQ__H_DETACHED, SQ__H_CONSUMED };
 typedef struct sq__waiter sq__waiter;
 struct sq_group;
 
+/* What a waiter waits for (sq__waiter.kind), for the checks and the task
+ * dump.  Waiting for a lock while holding another is nesting, checked by
+ * the lock-order graph; every other kind of wait while holding a lock is
+ * a finding of its own (see src/check). */
+enum sq__wait_kind {
+    SQ__WAIT_OTHER,
+    SQ__WAIT_MUTEX,     /* obj: the sq_mutex */
+    SQ__WAIT_RWLOCK,    /* obj: the sq_rwlock */
+    SQ__WAIT_SEM,       /* obj: the sq_sem */
+    SQ__WAIT_NOTIFY,
+    SQ__WAIT_CHANNEL,   /* oneshot, mpsc, broadcast, watch */
+    SQ__WAIT_BARRIER,
+    SQ__WAIT_ONCE,
+    SQ__WAIT_SLEEP,
+    SQ__WAIT_IO,        /* obj: the sq_io */
+    SQ__WAIT_JOIN,      /* obj: the task joined */
+    SQ__WAIT_GROUP,     /* obj: the sq_group */
+    SQ__WAIT_BLOCKING,  /* a blocking-pool job */
+    SQ__WAIT_NKINDS
+};
+#define SQ__WAIT_IS_LOCK(k) ((k) == SQ__WAIT_MUTEX || (k) == SQ__WAIT_RWLOCK)
+
 typedef struct sq__task {
     sq__ctx ctx;
     atomic_int state;
@@ -155,6 +178,10 @@ typedef struct sq__task {
     struct sq__task *grp_prev, *grp_next;
     void *tsan_fiber;
     void *asan_fake_stack;
+    /* for the checks and the task dump */
+    sq__waiter *_Atomic waiting;   /* the wait it is suspended in, or NULL */
+    void *check;                   /* the check layer's per-task record */
+    const char *spawn_site;        /* "file:line" of the spawn, or NULL */
     char name[32];
 } sq__task;
 
@@ -169,9 +196,15 @@ struct sq__waiter {
     int status;               /* set by the waker for the waiter */
     sq__waiter *next, *prev;  /* for queues of waiters */
     void *data;               /* for the primitive's own use */
+    int kind;                 /* enum sq__wait_kind */
+    const void *obj;          /* what is waited for (see the kinds) */
+    int64_t since;            /* when the wait began (set by the checks) */
 };
 
+/* Initialises w for the current task (or thread) as a wait of kind
+ * SQ__WAIT_OTHER; sq__waiter_init_for names the kind and the object. */
 void sq__waiter_init(sq__waiter *w);
+void sq__waiter_init_for(sq__waiter *w, int kind, const void *obj);
 /* Marks w signalled and wakes its task or thread. */
 void sq__waiter_wake(sq__waiter *w);
 /* The first half of sq__waiter_wake, for wakers that would rather not
@@ -187,6 +220,53 @@ sq__task *sq__waiter_signal(sq__waiter *w);
  * caller must take its lock and check `signalled` again: a grant may have
  * raced with the cancellation or timeout. */
 int sq__waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable);
+
+/* ------------------------------------------------------ check hooks */
+/* The run-time checks (src/check, a higher layer) watch waits and locks
+ * through these callbacks.  Lower layers call them only while
+ * sq__check_hooks is set, behind one predictable branch (SQ__CHECKS()),
+ * and not at all when built with SQ_CHECKS=0.  A callback never waits.
+ *
+ * Locks are described by their address, their class (a "file:line" or a
+ * name given at init) and their sq_sem flags (SQ__SEM_F_*).  Modes:
+ * SQ__LOCK_EXCL (mutex, write lock) or SQ__LOCK_SHARED (read lock). */
+enum { SQ__LOCK_EXCL, SQ__LOCK_SHARED };
+
+typedef struct sq__check_hooks {
+    /* The current task or thread is about to suspend in w, or has resumed
+     * from it with rc (after the waiter protocol's final check). */
+    void (*wait_begin)(sq__waiter *w);
+    void (*wait_end)(sq__waiter *w, int rc);
+    /* Before taking a lock (blocking or try form); after taking it; after
+     * giving up taking it (timeout, cancellation, try failure). */
+    void (*lock_acquire)(const void *lock, const char *cls, unsigned flags,
+                         int mode, const char *site, bool trylock);
+    void (*lock_acquired)(const void *lock, const char *cls, unsigned flags,
+                          int mode, const char *site);
+    void (*lock_abandon)(const void *lock, int mode);
+    /* A lock given back (by any task or thread: locks are not
+     * owner-bound); a write lock downgraded to a read lock. */
+    void (*lock_release)(const void *lock, int mode);
+    void (*lock_downgrade)(const void *lock);
+    /* A task finished; its record (t->check) is the check layer's. */
+    void (*task_exit)(sq__task *t);
+} sq__check_hooks;
+
+#ifndef SQ_CHECKS
+#define SQ_CHECKS 1
+#endif
+extern const sq__check_hooks *_Atomic sq__check_hooks_on;
+#if SQ_CHECKS
+#define SQ__CHECKS() \
+    atomic_load_explicit(&sq__check_hooks_on, memory_order_relaxed)
+#else
+#define SQ__CHECKS() ((const sq__check_hooks *)NULL)
+#endif
+
+/* Calls fn for every task of rt not yet finished, under the registry
+ * lock of its shard: fn must not wait or take other runtime locks. */
+void sq__registry_foreach(sq_runtime *rt, void (*fn)(sq__task *, void *),
+                          void *arg);
 
 /* ------------------------------------------------------ workers */
 #define SQ__RQ_CAP 256u
@@ -335,7 +415,8 @@ void sq__task_pool_free(sq_runtime *rt);
 void sq__task_settle_exit(sq__worker *w, sq__task *t);
 int sq__task_prepare(sq__worker *w, sq__task *t);  /* allocate stack */
 int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
-                 void *arg, const sq_spawn_opts *opts, bool keep_handle);
+                 void *arg, const sq_spawn_opts *opts, bool keep_handle,
+                 const char *site);
 void sq__task_abort(sq__task *t);
 void sq__registry_cancel_all(sq_runtime *rt);
 

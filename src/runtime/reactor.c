@@ -209,7 +209,7 @@ int sq__io_enter(sq_io *io, int64_t deadline)
 int sq__io_wait(sq_io *io, bool write, uint32_t seen, int64_t deadline)
 {
     sq__waiter w;
-    sq__waiter_init(&w);
+    sq__waiter_init_for(&w, SQ__WAIT_IO, io);
     sq__waiter **slot = write ? &io->writer : &io->reader;
     atomic_uint *seq = write ? &io->wr_seq : &io->rd_seq;
     sq__spin_lock(&io->lock);

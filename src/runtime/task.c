@@ -168,6 +168,17 @@ static void registry_remove(sq_runtime *rt, sq__task *t)
     sq__spin_unlock(&rt->reg[shard].lock);
 }
 
+void sq__registry_foreach(sq_runtime *rt, void (*fn)(sq__task *, void *),
+                          void *arg)
+{
+    for (int i = 0; i < SQ__REG_SHARDS; i++) {
+        sq__spin_lock(&rt->reg[i].lock);
+        for (sq__task *t = rt->reg[i].head; t; t = t->reg_next)
+            fn(t, arg);
+        sq__spin_unlock(&rt->reg[i].lock);
+    }
+}
+
 void sq__task_abort(sq__task *t)
 {
     atomic_store(&t->cancel_req, true);
@@ -187,7 +198,8 @@ void sq__registry_cancel_all(sq_runtime *rt)
 /* ------------------------------------------------------------ spawn */
 
 int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
-                 void *arg, const sq_spawn_opts *opts, bool keep_handle)
+                 void *arg, const sq_spawn_opts *opts, bool keep_handle,
+                 const char *site)
 {
     if (!fn)
         return -EINVAL;
@@ -215,6 +227,9 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     t->status = 0;
     t->joiner = NULL;
     t->group = NULL;
+    atomic_store_explicit(&t->waiting, NULL, memory_order_relaxed);
+    t->check = NULL;
+    t->spawn_site = site;
     t->timer.index = SQ__TIMER_IDLE;
     t->timer.task = t;
     const char *name = opts && opts->name ? opts->name : "task";
@@ -230,10 +245,11 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
 }
 
 static int spawn_common(sq_runtime *rt, sq__worker *w, sq_task *out,
-                        sq_task_fn fn, void *arg, const sq_spawn_opts *opts)
+                        sq_task_fn fn, void *arg, const sq_spawn_opts *opts,
+                        const char *site)
 {
     sq__task *t;
-    int rc = sq__spawn_in(rt, w, &t, fn, arg, opts, out != NULL);
+    int rc = sq__spawn_in(rt, w, &t, fn, arg, opts, out != NULL, site);
     if (rc)
         return rc;
     if (out) {
@@ -244,21 +260,36 @@ static int spawn_common(sq_runtime *rt, sq__worker *w, sq_task *out,
     return 0;
 }
 
-int sq_spawn(sq_task *out, sq_task_fn fn, void *arg, const sq_spawn_opts *opts)
+int sq_spawn_at(sq_task *out, sq_task_fn fn, void *arg,
+                const sq_spawn_opts *opts, const char *site)
 {
     sq__worker *w = sq__worker_current();
     if (!w)
         return -EPERM;
-    return spawn_common(w->rt, w, out, fn, arg, opts);
+    return spawn_common(w->rt, w, out, fn, arg, opts, site);
 }
 
-int sq_runtime_spawn(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
-                     const sq_spawn_opts *opts)
+int(sq_spawn)(sq_task *out, sq_task_fn fn, void *arg,
+              const sq_spawn_opts *opts)
+{
+    return sq_spawn_at(out, fn, arg, opts, NULL);
+}
+
+int sq_runtime_spawn_at(sq_runtime *rt, sq_task *out, sq_task_fn fn,
+                        void *arg, const sq_spawn_opts *opts,
+                        const char *site)
 {
     if (!rt)
         return -EINVAL;
     sq__worker *w = sq__worker_current();
-    return spawn_common(rt, w && w->rt == rt ? w : NULL, out, fn, arg, opts);
+    return spawn_common(rt, w && w->rt == rt ? w : NULL, out, fn, arg, opts,
+                        site);
+}
+
+int(sq_runtime_spawn)(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
+                      const sq_spawn_opts *opts)
+{
+    return sq_runtime_spawn_at(rt, out, fn, arg, opts, NULL);
 }
 
 /* ------------------------------------------------------- life cycle */
@@ -268,6 +299,11 @@ void sq__group_member_done(struct sq_group *g, sq__task *t);
 /* Publishes the task's outcome and wakes its joiner or group. */
 static void task_finish(sq__task *t, void *result, int status)
 {
+    /* Once installed the hooks stay (sq_check switches findings off, not
+     * the hooks), so every record made for t is handed back here. */
+    const sq__check_hooks *ck = SQ__CHECKS();
+    if (SQ__UNLIKELY(ck))
+        ck->task_exit(t);
     sq__spin_lock(&t->lock);
     t->result = result;
     t->status = atomic_load(&t->cancel_req) ? -ECANCELED : status;
@@ -344,13 +380,23 @@ bool sq__cancel_pending(sq__task *t)
            atomic_load_explicit(&t->cancel_req, memory_order_acquire);
 }
 
-void sq__waiter_init(sq__waiter *w)
+const sq__check_hooks *_Atomic sq__check_hooks_on;
+
+void sq__waiter_init_for(sq__waiter *w, int kind, const void *obj)
 {
     w->task = sq__task_current();
     atomic_store_explicit(&w->signalled, 0, memory_order_relaxed);
     w->status = 0;
     w->next = w->prev = NULL;
     w->data = NULL;
+    w->kind = kind;
+    w->obj = obj;
+    w->since = 0;
+}
+
+void sq__waiter_init(sq__waiter *w)
+{
+    sq__waiter_init_for(w, SQ__WAIT_OTHER, NULL);
 }
 
 sq__task *sq__waiter_signal(sq__waiter *w)
@@ -369,7 +415,20 @@ void sq__waiter_wake(sq__waiter *w)
         sq__task_wake(t);
 }
 
+static int waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable);
+
 int sq__waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable)
+{
+    const sq__check_hooks *ck = SQ__CHECKS();
+    if (SQ__LIKELY(!ck))
+        return waiter_wait(w, deadline, cancellable);
+    ck->wait_begin(w);
+    int rc = waiter_wait(w, deadline, cancellable);
+    ck->wait_end(w, rc);
+    return rc;
+}
+
+static int waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable)
 {
     sq__task *t = w->task;
     if (!t) {
@@ -404,7 +463,9 @@ int sq__waiter_wait(sq__waiter *w, int64_t deadline, bool cancellable)
                 armed = true;
             }
         }
+        atomic_store_explicit(&t->waiting, w, memory_order_release);
         sq__task_park();
+        atomic_store_explicit(&t->waiting, NULL, memory_order_relaxed);
     }
     if (armed)
         sq__timer_disarm(t->rt, &t->timer);
@@ -438,7 +499,7 @@ int sq_join_until(sq_task h, void **result, int64_t deadline)
             return -EINVAL; /* someone else is joining it */
         }
         sq__waiter w;
-        sq__waiter_init(&w);
+        sq__waiter_init_for(&w, SQ__WAIT_JOIN, p);
         p->joiner = &w;
         sq__spin_unlock(&p->lock);
         int rc = sq__waiter_wait(&w, deadline, true);
@@ -510,7 +571,7 @@ int sq_sleep_until(int64_t deadline)
     if (deadline < 0)
         return -EINVAL;
     sq__waiter w;
-    sq__waiter_init(&w); /* never signalled: only time or cancel end it */
+    sq__waiter_init_for(&w, SQ__WAIT_SLEEP, NULL); /* never signalled: only time or cancel end it */
     int rc = sq__waiter_wait(&w, deadline, true);
     return rc == -ETIMEDOUT ? 0 : rc;
 }

@@ -70,6 +70,7 @@ void sq__sem_init(sq_sem *s, size_t n)
 {
     atomic_init(&s->_state, permits(n));
     atomic_init(&s->_lock, 0);
+    s->_flags = 0;
     s->_head = s->_tail = NULL;
 }
 
@@ -166,10 +167,10 @@ static size_t dispatch_locked(sq_sem *s, size_t n, wake_list *wl)
 /* ------------------------------------------------------------- acquire */
 
 static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
-                        bool cancellable)
+                        bool cancellable, int kind)
 {
     sem_waiter sw;
-    sq__waiter_init(&sw.w);
+    sq__waiter_init_for(&sw.w, kind, s);
     sw.want = n;
 
     sq__spin_lock(sem_lock(s));
@@ -236,6 +237,12 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
 
 int sq__sem_acquire(sq_sem *s, size_t n, int64_t deadline, bool cancellable)
 {
+    return sq__sem_acquire_as(s, n, deadline, cancellable, SQ__WAIT_SEM);
+}
+
+int sq__sem_acquire_as(sq_sem *s, size_t n, int64_t deadline,
+                       bool cancellable, int kind)
+{
     uint64_t old = atomic_load_explicit(&s->_state, memory_order_relaxed);
     while (!(old & SQ__SEM_FLAGS) && avail_of(old) >= n) {
         if (atomic_compare_exchange_weak_explicit(
@@ -245,7 +252,7 @@ int sq__sem_acquire(sq_sem *s, size_t n, int64_t deadline, bool cancellable)
     }
     if (old & SQ__SEM_CLOSED)
         return -ESHUTDOWN;
-    return acquire_slow(s, n, deadline, cancellable);
+    return acquire_slow(s, n, deadline, cancellable, kind);
 }
 
 int sq__sem_try_acquire(sq_sem *s, size_t n)

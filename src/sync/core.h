@@ -15,6 +15,9 @@
 #define SQ__SEM_FLAGS (SQ__SEM_CLOSED | SQ__SEM_WAITERS)
 #define SQ__SEM_SHIFT 2
 
+/* sq_sem._flags (set at init, read by the checks). */
+#define SQ__SEM_F_MAY_WAIT 1u /* a lock that may be held across waits */
+
 /* How sq__sem_release treats a count that would pass `limit`. */
 enum sq__sem_over {
     SQ__SEM_OVER_FAIL,     /* refuse: the caller's error code is returned */
@@ -27,6 +30,11 @@ void sq__sem_init(sq_sem *s, size_t permits);
  * waits until `deadline`.  0, -ESHUTDOWN, -ETIMEDOUT, -ECANCELED (only if
  * `cancellable`).  Never overtakes a waiter. */
 int sq__sem_acquire(sq_sem *s, size_t n, int64_t deadline, bool cancellable);
+
+/* The same, naming what a waiter waits for (enum sq__wait_kind: what the
+ * checks and the task dump report); sq__sem_acquire says SQ__WAIT_SEM. */
+int sq__sem_acquire_as(sq_sem *s, size_t n, int64_t deadline,
+                       bool cancellable, int kind);
 
 /* Takes n permits if available now and nobody waits: 0, -EAGAIN,
  * -ESHUTDOWN. */

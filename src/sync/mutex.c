@@ -1,15 +1,28 @@
 /* sq_mutex: a semaphore of one permit.  The fast paths guess the state
  * (free: count 1, no flags; held: count 0, no flags) so a free lock costs
- * exactly one CAS each way; anything else goes through the core. */
+ * exactly one CAS each way; anything else goes through the core.  With the
+ * run-time checks on (SQ__CHECKS()), every call goes through the checked
+ * path instead, which tells the checks before and after. */
 #include "core.h"
 
 #define FREE ((uint64_t)1 << SQ__SEM_SHIFT)
 #define HELD ((uint64_t)0)
 
-int sq_mutex_init(sq_mutex *m)
+int sq_mutex_init_named(sq_mutex *m, const char *cls)
 {
     sq__sem_init(&m->_sem, 1);
+    m->_class = cls;
     return 0;
+}
+
+int(sq_mutex_init)(sq_mutex *m)
+{
+    return sq_mutex_init_named(m, NULL);
+}
+
+void sq_mutex_allow_hold_across_waits(sq_mutex *m)
+{
+    m->_sem._flags |= SQ__SEM_F_MAY_WAIT;
 }
 
 int sq_mutex_destroy(sq_mutex *m)
@@ -18,35 +31,79 @@ int sq_mutex_destroy(sq_mutex *m)
     return st == FREE ? 0 : -EBUSY;
 }
 
-int sq_mutex_lock_until(sq_mutex *m, int64_t deadline)
+static bool try_fast(sq_mutex *m)
+{
+    uint64_t expect = FREE;
+    return atomic_compare_exchange_strong_explicit(
+        &m->_sem._state, &expect, HELD, memory_order_acquire,
+        memory_order_relaxed);
+}
+
+static SQ__NOINLINE int lock_checked(const sq__check_hooks *ck, sq_mutex *m,
+                                     int64_t deadline, const char *site,
+                                     bool trylock)
+{
+    ck->lock_acquire(m, m->_class, m->_sem._flags, SQ__LOCK_EXCL, site,
+                     trylock);
+    int rc;
+    if (trylock)
+        rc = try_fast(m) ? 0 : -EBUSY;
+    else
+        rc = sq__sem_acquire_as(&m->_sem, 1, deadline, true, SQ__WAIT_MUTEX);
+    if (rc == 0)
+        ck->lock_acquired(m, m->_class, m->_sem._flags, SQ__LOCK_EXCL, site);
+    else
+        ck->lock_abandon(m, SQ__LOCK_EXCL);
+    return rc;
+}
+
+int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site)
 {
     if (deadline < 0)
         return -EINVAL;
-    uint64_t expect = FREE;
-    if (SQ__LIKELY(atomic_compare_exchange_strong_explicit(
-            &m->_sem._state, &expect, HELD, memory_order_acquire,
-            memory_order_relaxed)))
+    const sq__check_hooks *ck = SQ__CHECKS();
+    if (SQ__UNLIKELY(ck))
+        return lock_checked(ck, m, deadline, site, false);
+    if (SQ__LIKELY(try_fast(m)))
         return 0;
-    return sq__sem_acquire(&m->_sem, 1, deadline, true);
+    return sq__sem_acquire_as(&m->_sem, 1, deadline, true, SQ__WAIT_MUTEX);
 }
 
-int sq_mutex_lock(sq_mutex *m)
+int sq_mutex_lock_at(sq_mutex *m, const char *site)
 {
-    return sq_mutex_lock_until(m, SQ_FOREVER);
+    return sq_mutex_lock_until_at(m, SQ_FOREVER, site);
 }
 
-int sq_mutex_try_lock(sq_mutex *m)
+int(sq_mutex_lock)(sq_mutex *m)
 {
-    uint64_t expect = FREE;
-    if (atomic_compare_exchange_strong_explicit(&m->_sem._state, &expect, HELD,
-                                                memory_order_acquire,
-                                                memory_order_relaxed))
-        return 0;
-    return -EBUSY;
+    return sq_mutex_lock_until_at(m, SQ_FOREVER, NULL);
+}
+
+int(sq_mutex_lock_until)(sq_mutex *m, int64_t deadline)
+{
+    return sq_mutex_lock_until_at(m, deadline, NULL);
+}
+
+int sq_mutex_try_lock_at(sq_mutex *m, const char *site)
+{
+    const sq__check_hooks *ck = SQ__CHECKS();
+    if (SQ__UNLIKELY(ck))
+        return lock_checked(ck, m, SQ_FOREVER, site, true);
+    return try_fast(m) ? 0 : -EBUSY;
+}
+
+int(sq_mutex_try_lock)(sq_mutex *m)
+{
+    return sq_mutex_try_lock_at(m, NULL);
 }
 
 int sq_mutex_unlock(sq_mutex *m)
 {
+    const sq__check_hooks *ck = SQ__CHECKS();
+    if (SQ__UNLIKELY(ck) &&
+        (atomic_load_explicit(&m->_sem._state, memory_order_relaxed) >>
+         SQ__SEM_SHIFT) == 0)
+        ck->lock_release(m, SQ__LOCK_EXCL); /* before another can take it */
     uint64_t expect = HELD;
     if (SQ__LIKELY(atomic_compare_exchange_strong_explicit(
             &m->_sem._state, &expect, FREE, memory_order_release,

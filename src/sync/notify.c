@@ -14,7 +14,7 @@ int sq_notify_wait_until(sq_notify *n, int64_t deadline)
 {
     if (deadline < 0)
         return -EINVAL;
-    return sq__sem_acquire(&n->_sem, 1, deadline, true);
+    return sq__sem_acquire_as(&n->_sem, 1, deadline, true, SQ__WAIT_NOTIFY);
 }
 
 int sq_notify_wait(sq_notify *n)

@@ -48,7 +48,8 @@ int sq_oneshot_recv_until(sq_oneshot *o, void **value, int64_t deadline)
         return -EINVAL;
     if (atomic_load_explicit(&o->_state, memory_order_relaxed) & TAKEN)
         return -EPIPE;
-    int rc = sq__sem_acquire(&o->_sem, 1, deadline, true);
+    int rc = sq__sem_acquire_as(&o->_sem, 1, deadline, true,
+                                SQ__WAIT_CHANNEL);
     if (rc)
         return rc;
     int st = atomic_fetch_or_explicit(&o->_state, TAKEN, memory_order_acquire);
