@@ -66,6 +66,8 @@ typedef struct bench_workload {
 extern const bench_workload bench_rt_workloads[];
 extern const bench_workload bench_net_workloads[];
 extern const bench_workload bench_sync_workloads[];
+extern const bench_workload bench_rwlock_workloads[];
+extern const bench_workload bench_seed_workloads[];
 extern const bench_workload bench_idle_workloads[];
 
 /* Prints "squirrel-bench: <workload>: <message>" to stderr, flushes stdout

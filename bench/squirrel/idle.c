@@ -1,4 +1,4 @@
-/* rt.idle_tasks.nN (N = 10,000, 100,000, 1,000,000): spawn N tasks that
+/* scale.idle_tasks.nN (N = 10,000, 100,000, 1,000,000): spawn N tasks that
  * each count themselves started and then sleep for an hour.  The clock
  * runs from the first spawn until all N have started (ns_per_op is ns per
  * spawned-and-started task); resident memory (/proc/self/statm) is sampled
@@ -136,7 +136,7 @@ static void idle_extras(const bench_summary *s, bench_line *line)
 }
 
 #define IDLE(N)                                                              \
-    {.name = "rt.idle_tasks.n" #N, .ops = N, .max_runs = 3, .no_warmup = 1,  \
+    {.name = "scale.idle_tasks.n" #N, .ops = N, .max_runs = 3, .no_warmup = 1,  \
      .runtime_per_run = 1, .param = N, .precheck = idle_precheck,           \
      .run = idle_run, .extras = idle_extras}
 

@@ -5,7 +5,7 @@
  * Usage: squirrel-bench [--runs N] [--warmup N] [--quick] [FILTER]
  *
  * FILTER selects the workloads whose name contains it; a FILTER ending in
- * '$' selects the one workload with exactly that name (rt.idle_tasks.n10000$).
+ * '$' selects the one workload with exactly that name (scale.idle_tasks.n10000$).
  *
  * Every workload gets its own runtime with exactly 2 workers (the memory
  * workloads one per run, see bench_workload.runtime_per_run); each run
@@ -28,7 +28,8 @@ static const bench_workload *const families[] = {
     bench_rt_workloads,
     bench_net_workloads,
     bench_sync_workloads,
-    /* bench_seed_workloads: when seed.c exists. */
+    bench_rwlock_workloads,
+    bench_seed_workloads,
     bench_idle_workloads,
 };
 #define NFAMILIES (sizeof families / sizeof families[0])

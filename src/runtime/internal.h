@@ -263,6 +263,10 @@ extern const sq__check_hooks *_Atomic sq__check_hooks_on;
 #define SQ__CHECKS() ((const sq__check_hooks *)NULL)
 #endif
 
+/* Calls fn for every runtime created and not yet destroyed, under the
+ * lock of that list: fn must not create or destroy a runtime. */
+void sq__runtime_foreach(void (*fn)(sq_runtime *, void *), void *arg);
+
 /* Calls fn for every task of rt not yet finished, under the registry
  * lock of its shard: fn must not wait or take other runtime locks. */
 void sq__registry_foreach(sq_runtime *rt, void (*fn)(sq__task *, void *),
@@ -385,6 +389,7 @@ struct sq_runtime {
 
     atomic_uint done_seq;       /* futex: bumped when alive hits 0 */
     bool workers_started;
+    struct sq_runtime *all_next; /* every live runtime (runtime.c) */
 };
 
 /* ------------------------------------------------------ internal API */

@@ -5,6 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Every runtime not yet destroyed, for the task dump (sq__runtime_foreach). */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static sq_runtime *all_head;
+
 int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts)
 {
     sq_runtime_opts o = {0};
@@ -56,6 +60,10 @@ int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts)
         free(rt);
         return rc;
     }
+    pthread_mutex_lock(&all_lock);
+    rt->all_next = all_head;
+    all_head = rt;
+    pthread_mutex_unlock(&all_lock);
     *out = rt;
     return 0;
 }
@@ -106,6 +114,13 @@ void sq_runtime_destroy(sq_runtime *rt)
     if (!rt)
         return;
     sq_runtime_shutdown(rt);
+    pthread_mutex_lock(&all_lock);
+    for (sq_runtime **p = &all_head; *p; p = &(*p)->all_next)
+        if (*p == rt) {
+            *p = rt->all_next;
+            break;
+        }
+    pthread_mutex_unlock(&all_lock);
     sq__stack_pool_free(rt);
     sq__task_pool_free(rt);
     sq__timers_free(rt);
@@ -120,6 +135,14 @@ void sq_runtime_destroy(sq_runtime *rt)
     free(rt->parked_list);
     free(rt->bp_tids);
     free(rt);
+}
+
+void sq__runtime_foreach(void (*fn)(sq_runtime *, void *), void *arg)
+{
+    pthread_mutex_lock(&all_lock);
+    for (sq_runtime *rt = all_head; rt; rt = rt->all_next)
+        fn(rt, arg);
+    pthread_mutex_unlock(&all_lock);
 }
 
 int sq_run(sq_task_fn fn, void *arg, const sq_runtime_opts *opts,

@@ -162,6 +162,7 @@ TEST(timeouts_and_aborts_leave_the_mutex_consistent)
     CHECK(atomic_load(&sh.timed_out) > 0);
     CHECK_EQ(sq_mutex_destroy(&sh.m), 0);
     CHECK_EQ(sq_mutex_try_lock(&sh.m), 0);
+    CHECK_EQ(sq_mutex_unlock(&sh.m), 0);
 }
 
 /* ----------------------------------------------------------- hand-off */
@@ -176,6 +177,8 @@ static void *handoff_root(void *arg)
     (void)arg;
     sq_mutex m;
     sq_mutex_init(&m);
+    /* Held across the join below by design: the joined task releases it. */
+    sq_mutex_allow_hold_across_waits(&m);
     CHECK_EQ(sq_mutex_lock(&m), 0);
     sq_task t;
     void *r;
@@ -202,6 +205,8 @@ static void *cancel_root(void *arg)
     (void)arg;
     sq_mutex m;
     sq_mutex_init(&m);
+    /* Held across the sleep and join below so that the task must wait. */
+    sq_mutex_allow_hold_across_waits(&m);
     CHECK_EQ(sq_mutex_lock(&m), 0);
     sq_task t;
     CHECK_EQ(sq_spawn(&t, lock_forever, &m, NULL), 0);

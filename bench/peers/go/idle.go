@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// rt.idle_tasks.nN: spawn N goroutines that each count themselves started and
+// scale.idle_tasks.nN: spawn N goroutines that each count themselves started and
 // then block on a shared channel until it is closed. The clock runs from the
 // first spawn until all N have started (ns_per_op is ns per spawn); resident
 // memory is sampled just before spawning and once all have started.
@@ -20,7 +20,7 @@ func idleWorkloads() []workload {
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		n := n
 		ws = append(ws, workload{
-			name:    "rt.idle_tasks.n" + strconv.Itoa(n),
+			name:    "scale.idle_tasks.n" + strconv.Itoa(n),
 			ops:     n,
 			maxRuns: 3,
 			run:     func() (runResult, error) { return idleRun(n) },

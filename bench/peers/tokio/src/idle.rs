@@ -1,4 +1,4 @@
-//! rt.idle_tasks.nN: how fast N tasks that then sit idle can be started, and
+//! scale.idle_tasks.nN: how fast N tasks that then sit idle can be started, and
 //! how much resident memory each one costs.
 //!
 //! From inside a task, spawn N tasks that each count themselves started and
@@ -22,7 +22,7 @@ pub fn workloads() -> Vec<Workload> {
     SIZES
         .iter()
         .map(|&n| {
-            Workload::new(format!("rt.idle_tasks.n{n}"), n as u64, move || idle_tasks(n))
+            Workload::new(format!("scale.idle_tasks.n{n}"), n as u64, move || idle_tasks(n))
                 .heavy()
                 .extras(idle_extras)
         })
@@ -96,7 +96,7 @@ async fn idle_tasks(n: usize) -> RunResult {
     check!(finished == n, "{finished} tasks finished, want {n}");
     let per_task = after.saturating_sub(before) as f64 / n as f64;
     eprintln!(
-        "  rt.idle_tasks.n{n}: {:.3} ms to start, resident {} -> {} KiB ({per_task:.1} B/task)",
+        "  scale.idle_tasks.n{n}: {:.3} ms to start, resident {} -> {} KiB ({per_task:.1} B/task)",
         elapsed.as_secs_f64() * 1e3,
         before / 1024,
         after / 1024
