@@ -67,6 +67,7 @@ extern const bench_workload bench_rt_workloads[];
 extern const bench_workload bench_net_workloads[];
 extern const bench_workload bench_sync_workloads[];
 extern const bench_workload bench_rwlock_workloads[];
+extern const bench_workload bench_mpsc_workloads[];
 extern const bench_workload bench_seed_workloads[];
 extern const bench_workload bench_idle_workloads[];
 

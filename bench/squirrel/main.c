@@ -29,6 +29,7 @@ static const bench_workload *const families[] = {
     bench_net_workloads,
     bench_sync_workloads,
     bench_rwlock_workloads,
+    bench_mpsc_workloads,
     bench_seed_workloads,
     bench_idle_workloads,
 };

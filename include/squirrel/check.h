@@ -8,8 +8,8 @@
  *  - SQ_CHECK_HELD_ACROSS_WAIT: a task or thread that waits for anything
  *    but another lock (I/O, sleep, a channel, a join, the blocking pool, a
  *    semaphore, a notify) while holding a task-aware lock.
- *  - SQ_CHECK_LONG_HOLD / SQ_CHECK_LONG_WAIT: a lock held, or a wait that
- *    lasted, longer than a threshold.
+ *  - SQ_CHECK_LONG_HOLD / SQ_CHECK_LONG_WAIT: a lock held, or a wait for
+ *    a lock or a semaphore that lasted, longer than a threshold.
  *  - SQ_CHECK_DEADLOCK: a cycle of tasks each waiting for a lock another
  *    holds, searched on demand, by a watchdog and whenever a lock wait
  *    times out.
@@ -89,6 +89,115 @@ void sq_check_set_reporter(sq_check_reporter fn, void *arg);
 /* How many reports of the given findings (bits, OR-ed) have been made
  * since the process started.  Never waits. */
 uint64_t sq_check_count(unsigned findings);
+
+/* ------------------------------------------------- the lock-order graph */
+/* Lock classes are the nodes; an order A -> B is recorded the first time
+ * a task or thread takes a lock of class B (not by a try) while holding
+ * one of class A.  Each distinct chain of held classes plus the class
+ * taken is validated once and remembered.  Classes and orders live for
+ * the process, at most 4096 classes and 16384 orders (past that a line on
+ * stderr says the graph is full, and new ones go unchecked). */
+typedef struct sq_check_order_stats {
+    size_t classes;        /* lock classes in the graph */
+    size_t edges;          /* orders recorded */
+    size_t chains;         /* chains of held classes remembered */
+    uint64_t validations;  /* lock calls that validated a new chain */
+    uint64_t cached;       /* lock calls whose chain was validated before */
+    bool full;             /* a class or order was left out: graph full */
+} sq_check_order_stats;
+
+/* The graph's size and work so far (since the start or the last reset).
+ * Never fails or waits (it may briefly block on the checks' lock). */
+void sq_check_get_order_stats(sq_check_order_stats *out);
+
+/* Forgets every class, order, remembered chain and already-reported pair,
+ * and zeroes the statistics: for tests, which provoke inversions on
+ * purpose and want a fresh graph (and the same reports again).  Locks held
+ * meanwhile are unaffected (their holds are kept).  Never fails or
+ * waits. */
+void sq_check_reset_order_graph(void);
+
+/* --------------------------------------- deadlocks and the task dump */
+
+/* Searches the wait-for graph now: a task or thread trying to take a
+ * task-aware lock (sq_mutex, sq_rwlock) waits for the tasks and threads
+ * that hold it in a conflicting mode; a cycle is a deadlock.  Each cycle
+ * not reported before is reported (SQ_CHECK_DEADLOCK, through the
+ * reporter; it aborts if that finding is in abort_on), naming every task
+ * or thread in it (name, id, spawn site) and every lock (class, address,
+ * where it was taken and where its waiter is trying to take it); a cycle
+ * already reported (by an earlier search, the watchdog or a lock wait
+ * that timed out) is not reported again while it lasts.  This works
+ * whether or not SQ_CHECK_DEADLOCK is switched on, but it only sees locks
+ * taken, and waits begun, while the checks were on (any finding):
+ * with the checks never switched on it finds nothing.  Not seen: waits
+ * for anything but these locks (channels, semaphores, joins have no
+ * holder), and a task waiting for a lock it holds itself (the locks are
+ * not owner-bound, another task may unlock it).  docs/checks.md says
+ * more.  Returns the number of cycles that exist now (reported now or
+ * before), -ENOMEM, or -ENOTSUP if built with SQ_CHECKS=0.  Never waits
+ * (it blocks briefly on the checks' lock; the reporter runs in the
+ * caller). */
+int sq_check_deadlocks(void);
+
+/* Writes a dump of every task of every runtime to the file descriptor fd:
+ * for each task its id, name, state ("queued", "running", "parked",
+ * "done"), what it waits for (the kind of wait: a mutex, a channel, a
+ * sleep, I/O, a join with the task joined, ..., the object's address and
+ * for how long, when the checks were on as it began), the lock it is
+ * trying to take and who holds it, the locks it holds (class, mode, where
+ * and how long ago each was taken) and where it was spawned; then the
+ * plain threads that hold or want task-aware locks, and the wait-for
+ * cycles (as sq_check_deadlocks finds them, without reporting them).
+ * Locks are known only if taken while the checks were on; the rest of
+ * the dump does not need the checks, and works even when built with
+ * SQ_CHECKS=0 (an exception to the -ENOTSUP rule above: it then shows no
+ * locks).  As text (one line per task, then
+ * an indented line per detail, ending with the line "end of the task
+ * dump"), or, if json, as one JSON object:
+ *   {"pid", "now_ns", "runtimes": [{"runtime", "workers", "tasks":
+ *     [{"id", "name", "state", "spawned_at", "waiting": null | {"kind",
+ *       "object" (null if none), "for_ns"?, "task"? (join)},
+ *       "wants": null | LOCKWAIT, "holds": [HOLD]}]}],
+ *    "threads": [CTX], "other_tasks": [CTX] (tasks that started while the
+ *    dump was taken), "cycles": [[{"context", "task_id"?, "spawned_at",
+ *     "waits_for": {"lock", "class", "mode", "site",
+ *     "queued_behind_writer"}}]], "complete": bool}
+ *   HOLD = {"lock", "class", "mode": "exclusive" | "shared", "site",
+ *     "age_ns"}; LOCKWAIT = {"lock", "class", "mode", "site", "held_by":
+ *     [{"holder", "mode", "site", "age_ns"}]}; CTX = {"name", "task_id"?,
+ *     "spawned_at", "wants", "holds"}; addresses are strings "0x...".
+ * A snapshot of a moving program: each task is read at a slightly
+ * different moment (each runtime's task list is copied under its own
+ * locks, with one system call per waiting task, then matched with the
+ * locks under the checks' lock).  Callable from a task or any thread,
+ * with or without runtimes.  Allocates the text in memory (never holding a lock
+ * while writing it out).  Returns 0 (also for a dump cut short by a lack
+ * of memory: the text says so, "complete" is false), -EBADF for a
+ * negative fd, -ENOMEM, or the negative errno of write(2).  Never waits
+ * as a task (its locks are held for a copy at a time), but write(2) may
+ * block the calling thread on a full pipe or a slow file. */
+int sq_check_dump(int fd, bool json);
+
+/* The same dump as a string, in *out (malloc'ed: free it).  Returns 0,
+ * -EINVAL if out is NULL, -ENOMEM.  Never waits. */
+int sq_check_dump_string(bool json, char **out);
+
+/* Writes the text dump to fd whenever the process receives signal signo
+ * (SIGQUIT is the convention: Ctrl-\ in a terminal, kill -QUIT), instead
+ * of what the signal did before (its previous action is saved).  The
+ * handler only writes a byte to a pipe; a thread started here (with every
+ * signal blocked) takes and writes the dump, so the signal may arrive at
+ * any moment, in any thread.  fd must stay open until the handler is
+ * given back.  signo 0 gives the signal back (restoring its previous
+ * action) and stops the thread, after a dump in progress.  Installing a
+ * second signal gives the first back.  Returns 0, -EINVAL (signo out of
+ * range, SIGKILL or SIGSTOP), -EBADF (negative fd), or the negative errno
+ * of pipe2, pthread_create or sigaction.  Not async-signal-safe; never
+ * waits as a task, but signo 0 blocks the calling thread until a dump in
+ * progress is written.  The pipe made the first time (two descriptors,
+ * close-on-exec) is kept for the life of the process. */
+int sq_check_dump_on_signal(int signo, int fd);
 
 #ifdef __cplusplus
 }

@@ -64,7 +64,27 @@ typedef struct sq_runtime_opts {
     int workers;               /* worker threads; 0 = one per online CPU */
     size_t stack_size;         /* default task stack; 0 = SQ_STACK_DEFAULT */
     int blocking_threads_max;  /* blocking-pool threads; 0 = 64 */
+    uint64_t seed;             /* nonzero: deterministic mode (one worker) */
 } sq_runtime_opts;
+
+/* Deterministic mode (seed != 0), a testing aid.  The runtime has one
+ * worker (`workers` must be 0 or 1), and every scheduling choice is drawn
+ * from a generator seeded with `seed`: which runnable task runs next
+ * (spawned, woken or yielded alike), and, at sq_yield and at each lock and
+ * unlock of an sq_mutex or sq_rwlock and each acquire and release of an
+ * sq_sem, whether the caller goes on or another runnable task runs
+ * first.  So tasks that
+ * only interact through Squirrel calls run the same interleaving every
+ * time they run with the same seed, and a race found under one seed is
+ * replayed by it (squirrel/explore.h runs a body under many seeds).
+ * Only the interleaving of runnable tasks is deterministic.  Whatever
+ * depends on time or on the world outside the runtime is not: when timers
+ * fire (sleeps, deadlines), when I/O is ready, when blocking-pool jobs
+ * finish, wake-ups and spawns from plain threads.  These still work as
+ * usual: the scheduler polls timers and I/O every 61st pick and waits for
+ * them when nothing is runnable; it never spins and never steals.  The
+ * cost for runtimes in normal mode is one predictable branch per lock
+ * operation while some deterministic runtime exists, and none otherwise. */
 
 /* Default and minimum task stack sizes (bytes, excluding the guard page).
  * A request is rounded up to a power of two; the top 48 bytes of that hold
@@ -74,8 +94,9 @@ typedef struct sq_runtime_opts {
 #define SQ_STACK_MIN ((size_t)16 * 1024)
 
 /* Creates a runtime and starts its worker threads.  opts may be NULL.
- * Fails with -EINVAL (negative worker count, stack below SQ_STACK_MIN),
- * -ENOMEM, or -EAGAIN (threads could not be created).  Does not wait. */
+ * Fails with -EINVAL (negative worker count, stack below SQ_STACK_MIN, a
+ * seed with more than one worker), -ENOMEM, or -EAGAIN (threads could not
+ * be created).  Does not wait. */
 int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts);
 
 typedef void *(*sq_task_fn)(void *arg);

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <signal.h>
 #include <errno.h>
 #include <execinfo.h>
 #include <stdlib.h>
@@ -392,8 +393,10 @@ static void h_wait_begin(sq__waiter *w)
             sq__report_init(&r, SQ_CHECK_HELD_ACROSS_WAIT);
             sq__report_add(&r, "  ");
             add_self(&r, c);
-            sq__report_add(&r, "\n  waits for %s (%p)\n", kind_name(w->kind),
-                           w->obj);
+            sq__report_add(&r, "\n  waits for %s", kind_name(w->kind));
+            if (w->obj)
+                sq__report_add(&r, " (%p)", w->obj);
+            sq__report_add(&r, "\n");
         }
         sq__report_hold(&r, "while holding", h, now);
     }
@@ -409,7 +412,10 @@ static void h_wait_end(sq__waiter *w, int rc)
 {
     int64_t waited = sq_now() - w->since;
     pthread_mutex_lock(&sq__check_lock);
+    /* Only waits for locks and semaphores: for a channel, a sleep, I/O or
+     * a join a long wait is the normal state of an idle program. */
     bool long_wait = on(SQ_CHECK_LONG_WAIT) &&
+                     (SQ__WAIT_IS_LOCK(w->kind) || w->kind == SQ__WAIT_SEM) &&
                      waited > sq__check_cfg.long_wait_ns;
     bool search = on(SQ_CHECK_DEADLOCK) && rc == -ETIMEDOUT &&
                   SQ__WAIT_IS_LOCK(w->kind);
@@ -418,8 +424,10 @@ static void h_wait_end(sq__waiter *w, int rc)
         sq__report_init(&r, SQ_CHECK_LONG_WAIT);
         sq__report_add(&r, "  ");
         add_self(&r, current_if_any());
-        sq__report_add(&r, "\n  waited for %s (%p) for ", kind_name(w->kind),
-                       w->obj);
+        sq__report_add(&r, "\n  waited for %s", kind_name(w->kind));
+        if (w->obj)
+            sq__report_add(&r, " (%p)", w->obj);
+        sq__report_add(&r, " for ");
         add_age(&r, waited);
         sq__report_add(&r, " (threshold ");
         add_age(&r, sq__check_cfg.long_wait_ns);
@@ -709,6 +717,9 @@ void sq__check_autoinit(void)
     int rc = sq_check_parse(spec, &c);
     if (rc == 0)
         rc = sq_check_configure(&c);
+    /* And the task dump on SIGQUIT (Ctrl-\), as the JVM and Go do. */
+    if (rc == 0 && c.findings)
+        rc = sq_check_dump_on_signal(SIGQUIT, STDERR_FILENO);
     if (rc) {
         fprintf(stderr, "squirrel: SQUIRREL_CHECK=\"%s\": %s; checks off\n",
                 spec, rc == -EINVAL ? "not understood (see docs/checks.md)"

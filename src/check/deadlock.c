@@ -1,14 +1,624 @@
-/* PLACEHOLDER until the wait-for graph lands (being written now). */
-#include "internal.h"
+/* Deadlocks that did happen: the wait-for graph, its search and the
+ * watchdog that runs it.
+ *
+ * The graph.  A context (task or plain thread, see internal.h) that is
+ * trying to take a lock (between the lock_acquire and the lock_acquired
+ * or lock_abandon hooks: sq__cctx.acquiring) waits for every context that
+ * holds that lock in a conflicting mode: a writer (or a mutex locker)
+ * waits for every holder, a reader waits for a writer that holds the
+ * lock.  A reader that finds only readers holding the lock yet waits is
+ * queued behind a writer (the locks are FIFO), so it waits for each
+ * writer queued on that lock, which waits in turn for the readers.  A
+ * cycle in this graph is a deadlock: no context in it can go on until
+ * another one in it does.  Each cycle is reported once, when first seen,
+ * and forgotten once a search no longer sees it (so a deadlock that
+ * comes back later is reported again).
+ *
+ * Found: every cycle of tasks and plain threads through task-aware locks
+ * (sq_mutex, sq_rwlock) taken while the checks were on, whether its waits
+ * have deadlines or not, on demand (sq_check_deadlocks), by the watchdog
+ * every sq_check_config.watchdog_ns, and whenever a lock wait times out.
+ *
+ * Not found: waits on anything but these locks (channels, semaphores,
+ * notify, joins: they have no holder), locks taken before the checks were
+ * switched on (no holder is known), and a context waiting for a lock it
+ * holds itself, directly or as a reader asking again for a read lock it
+ * holds while a writer is queued (locks are not owner-bound: another task
+ * may be about to unlock it for it, a hand-off the tests use on purpose;
+ * the lock-order check is the place for recursive locking).  Two readers
+ * that both ask to write the lock they share are a cycle, and found.
+ * Reported wrongly: a cycle whose lock some task outside it was about to
+ * unlock on its holder's behalf (the same hand-off); the report then
+ * names a deadlock that the hand-off resolves.
+ *
+ * Cost.  A search copies nothing and holds sq__check_lock for O(V + E)
+ * over the waiting contexts (Tarjan's strongly connected components),
+ * plus the walk of the cycles themselves, bounded by DL_MAX_STEPS.
+ * Reports are made after the lock is released. */
+#include "deadlock.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Bounds on one search: cycles reported, and edges followed while
+ * enumerating them (pathological graphs of many readers and writers have
+ * exponentially many cycles; real deadlocks have a handful). */
+#define DL_MAX_CYCLES 64
+#define DL_MAX_STEPS (1 << 20)
+
+/* ------------------------------------------------------------ the graph */
+
+typedef struct dl_edge {
+    int to;
+    const sq__hold *hold; /* NULL: queued behind the writer `to` */
+} dl_edge;
+
+typedef struct dl_graph {
+    int n;             /* nodes: the contexts trying to take a lock */
+    sq__cctx **ctx;    /* sorted by address */
+    int *first;        /* node i's edges: edge[first[i] .. first[i + 1]) */
+    dl_edge *edge;
+    int nedges, cap;
+    int *writers;      /* nodes waiting to write-lock, sorted by lock */
+    int nwriters;
+} dl_graph;
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a;
+    uintptr_t y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_writer(const void *a, const void *b, void *graph)
+{
+    const dl_graph *g = graph;
+    uintptr_t x = (uintptr_t)g->ctx[*(const int *)a]->acquiring;
+    uintptr_t y = (uintptr_t)g->ctx[*(const int *)b]->acquiring;
+    if (x != y)
+        return x < y ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+static int node_of(const dl_graph *g, const sq__cctx *c)
+{
+    sq__cctx **p = bsearch(&c, g->ctx, (size_t)g->n, sizeof *g->ctx, cmp_ptr);
+    return p ? (int)(p - g->ctx) : -1;
+}
+
+static bool add_edge(dl_graph *g, int from, int to, const sq__hold *hold)
+{
+    for (int e = g->first[from]; e < g->nedges; e++)
+        if (g->edge[e].to == to)
+            return true; /* several read holds of one reader: one edge */
+    if (g->nedges == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 64;
+        dl_edge *e = realloc(g->edge, (size_t)cap * sizeof *e);
+        if (!e)
+            return false;
+        g->edge = e;
+        g->cap = cap;
+    }
+    g->edge[g->nedges++] = (dl_edge){to, hold};
+    return true;
+}
+
+/* True if c is suspended in its lock wait, not merely on its way to a
+ * lock it is about to get: used before trusting "a reader waits behind a
+ * queued writer", the one edge that holds alone do not prove. */
+static bool really_waits(const sq__cctx *c)
+{
+    if (!c->task || c->task == sq__task_current())
+        return true; /* a thread (trusted), or the caller: its wait ended */
+    return atomic_load_explicit(&c->task->waiting, memory_order_acquire) !=
+           NULL;
+}
+
+/* Adds the queued-behind-a-writer edges of reader node i. */
+static bool add_writer_edges(dl_graph *g, int i)
+{
+    const void *lock = g->ctx[i]->acquiring;
+    int lo = 0, hi = g->nwriters;
+    while (lo < hi) { /* first writer waiting for `lock` */
+        int mid = (lo + hi) / 2;
+        if ((uintptr_t)g->ctx[g->writers[mid]]->acquiring < (uintptr_t)lock)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (int k = lo; k < g->nwriters; k++) {
+        int w = g->writers[k];
+        if (g->ctx[w]->acquiring != lock)
+            break;
+        if (!add_edge(g, i, w, NULL))
+            return false;
+    }
+    return true;
+}
+
+static void graph_free(dl_graph *g)
+{
+    free(g->ctx);
+    free(g->first);
+    free(g->edge);
+    free(g->writers);
+}
+
+/* Builds the graph from the contexts.  Under sq__check_lock. */
+static int graph_build(dl_graph *g)
+{
+    memset(g, 0, sizeof *g);
+    int n = 0;
+    for (sq__cctx *c = sq__check_contexts; c; c = c->next)
+        n += c->acquiring != NULL;
+    if (n == 0)
+        return 0;
+    g->ctx = malloc((size_t)n * sizeof *g->ctx);
+    g->first = malloc((size_t)(n + 1) * sizeof *g->first);
+    g->writers = malloc((size_t)n * sizeof *g->writers);
+    if (!g->ctx || !g->first || !g->writers)
+        return -ENOMEM;
+    for (sq__cctx *c = sq__check_contexts; c; c = c->next)
+        if (c->acquiring)
+            g->ctx[g->n++] = c;
+    qsort(g->ctx, (size_t)n, sizeof *g->ctx, cmp_ptr);
+    for (int i = 0; i < n; i++)
+        if (g->ctx[i]->acquiring_mode == SQ__LOCK_EXCL)
+            g->writers[g->nwriters++] = i;
+    qsort_r(g->writers, (size_t)g->nwriters, sizeof *g->writers, cmp_writer,
+            g);
+
+    for (int i = 0; i < n; i++) {
+        sq__cctx *c = g->ctx[i];
+        g->first[i] = g->nedges;
+        bool writer_holds = false, reader_holds = false, own = false;
+        for (sq__hold *h = sq__check_holds_of(c->acquiring); h; h = h->hnext) {
+            if (h->lock != c->acquiring)
+                continue;
+            if (h->mode == SQ__LOCK_EXCL)
+                writer_holds = true;
+            else
+                reader_holds = true;
+            if (h->owner == c) {
+                own = true;
+                continue; /* waits for itself: see the top of the file */
+            }
+            if (c->acquiring_mode == SQ__LOCK_SHARED &&
+                h->mode == SQ__LOCK_SHARED)
+                continue; /* readers do not exclude each other */
+            int j = node_of(g, h->owner);
+            if (j >= 0 && !add_edge(g, i, j, h))
+                return -ENOMEM;
+        }
+        if (c->acquiring_mode == SQ__LOCK_SHARED && reader_holds &&
+            !writer_holds && !own && really_waits(c) &&
+            !add_writer_edges(g, i))
+            return -ENOMEM;
+    }
+    g->first[n] = g->nedges;
+    return 0;
+}
+
+/* Tarjan's strongly connected components, without recursion (a search
+ * may run on a small task stack).  Sets comp[v] to v's component, or -1
+ * if v is alone in it (no self edges: then it is on no cycle). */
+static int graph_components(const dl_graph *g, int *comp)
+{
+    int n = g->n;
+    int *index = malloc((size_t)n * sizeof *index);
+    int *low = malloc((size_t)n * sizeof *low);
+    int *stack = malloc((size_t)n * sizeof *stack);
+    int *cv = malloc((size_t)n * sizeof *cv); /* the DFS: node, next edge */
+    int *ce = malloc((size_t)n * sizeof *ce);
+    bool *on = calloc((size_t)n, sizeof *on);
+    int rc = -ENOMEM;
+    if (!index || !low || !stack || !cv || !ce || !on)
+        goto out;
+    for (int v = 0; v < n; v++)
+        index[v] = -1;
+    int next_index = 0, sp = 0, ncomp = 0;
+    for (int s = 0; s < n; s++) {
+        if (index[s] >= 0)
+            continue;
+        int depth = 0;
+        cv[0] = s;
+        ce[0] = g->first[s];
+        index[s] = low[s] = next_index++;
+        stack[sp++] = s;
+        on[s] = true;
+        depth = 1;
+        while (depth > 0) {
+            int v = cv[depth - 1];
+            if (ce[depth - 1] < g->first[v + 1]) {
+                int w = g->edge[ce[depth - 1]++].to;
+                if (index[w] < 0) {
+                    index[w] = low[w] = next_index++;
+                    stack[sp++] = w;
+                    on[w] = true;
+                    cv[depth] = w;
+                    ce[depth] = g->first[w];
+                    depth++;
+                } else if (on[w] && index[w] < low[v]) {
+                    low[v] = index[w];
+                }
+                continue;
+            }
+            depth--;
+            if (low[v] == index[v]) {
+                int size = 0, top = sp;
+                do {
+                    on[stack[--sp]] = false;
+                    size++;
+                } while (stack[sp] != v);
+                for (int k = sp; k < top; k++)
+                    comp[stack[k]] = size > 1 ? ncomp : -1;
+                ncomp++;
+            }
+            if (depth > 0) {
+                int u = cv[depth - 1];
+                if (low[v] < low[u])
+                    low[u] = low[v];
+            }
+        }
+    }
+    rc = 0;
+out:
+    free(index);
+    free(low);
+    free(stack);
+    free(cv);
+    free(ce);
+    free(on);
+    return rc;
+}
+
+/* The elementary cycles, each once: from each node s, the cycles whose
+ * smallest node is s, walking only s's component. */
+static int graph_cycles(const dl_graph *g, const int *comp,
+                        void (*fn)(const sq__dl_step *, int, void *),
+                        void *arg)
+{
+    int n = g->n;
+    int *pv = malloc((size_t)n * sizeof *pv); /* the path: nodes ... */
+    int *pe = malloc((size_t)n * sizeof *pe); /* ... and their next edge */
+    bool *on = calloc((size_t)n, sizeof *on);
+    sq__dl_step *steps = malloc((size_t)n * sizeof *steps);
+    int found = 0;
+    long budget = DL_MAX_STEPS;
+    if (!pv || !pe || !on || !steps) {
+        found = -ENOMEM;
+        goto out;
+    }
+    for (int s = 0; s < n && found < DL_MAX_CYCLES && budget > 0; s++) {
+        if (comp[s] < 0)
+            continue;
+        int len = 1;
+        pv[0] = s;
+        pe[0] = g->first[s];
+        on[s] = true;
+        while (len > 0) {
+            int v = pv[len - 1];
+            if (pe[len - 1] >= g->first[v + 1] || budget <= 0 ||
+                found >= DL_MAX_CYCLES) {
+                on[v] = false;
+                len--;
+                continue;
+            }
+            budget--;
+            int w = g->edge[pe[len - 1]++].to;
+            if (w == s) {
+                for (int k = 0; k < len; k++) {
+                    sq__cctx *c = g->ctx[pv[k]];
+                    steps[k] = (sq__dl_step){
+                        .ctx = c,
+                        .lock = c->acquiring,
+                        .cls = c->acquiring_cls ? c->acquiring_cls : "?",
+                        .mode = c->acquiring_mode,
+                        .site = c->acquiring_site ? c->acquiring_site : "?",
+                        .hold = g->edge[pe[k] - 1].hold,
+                    };
+                }
+                fn(steps, len, arg);
+                found++;
+            } else if (w > s && comp[w] == comp[s] && !on[w]) {
+                pv[len] = w;
+                pe[len] = g->first[w];
+                on[w] = true;
+                len++;
+            }
+        }
+    }
+out:
+    free(pv);
+    free(pe);
+    free(on);
+    free(steps);
+    return found;
+}
+
+int sq__deadlock_each(void (*fn)(const sq__dl_step *steps, int n, void *arg),
+                      void *arg)
+{
+    dl_graph g;
+    int rc = graph_build(&g);
+    if (rc == 0 && g.n > 1) {
+        int *comp = malloc((size_t)g.n * sizeof *comp);
+        rc = comp ? graph_components(&g, comp) : -ENOMEM;
+        if (rc == 0)
+            rc = graph_cycles(&g, comp, fn, arg);
+        free(comp);
+    }
+    graph_free(&g);
+    return rc;
+}
+
+/* ------------------------------------------------- the cycles reported */
+
+/* A cycle as remembered: its contexts and locks, starting at the context
+ * with the lowest address (a cycle is the same whichever member a search
+ * finds it from).  The task id guards against a context's memory being
+ * reused by another task.  Guarded by sq__check_lock. */
+typedef struct dl_member {
+    const void *ctx;
+    uint64_t task_id;
+    const void *lock;
+} dl_member;
+
+typedef struct dl_known {
+    struct dl_known *next;
+    bool seen; /* by the search in progress */
+    int n;
+    dl_member m[];
+} dl_known;
+
+static dl_known *known;
+
+/* Fills m[0..n) with the cycle's members, rotated to the canonical start. */
+static void cycle_members(const sq__dl_step *s, int n, dl_member *m)
+{
+    int first = 0;
+    for (int k = 1; k < n; k++)
+        if ((uintptr_t)s[k].ctx < (uintptr_t)s[first].ctx)
+            first = k;
+    for (int k = 0; k < n; k++) {
+        const sq__dl_step *x = &s[(first + k) % n];
+        m[k] = (dl_member){x->ctx, x->ctx->task_id, x->lock};
+    }
+}
+
+/* Marks the cycle seen; true if it was known already (or cannot be
+ * remembered: better one missed report than one per search forever). */
+static bool known_mark(const sq__dl_step *s, int n)
+{
+    dl_known *k = malloc(sizeof *k + (size_t)n * sizeof k->m[0]);
+    if (!k)
+        return true;
+    k->n = n;
+    k->seen = true;
+    cycle_members(s, n, k->m);
+    for (dl_known *p = known; p; p = p->next)
+        if (p->n == n && !memcmp(p->m, k->m, (size_t)n * sizeof k->m[0])) {
+            p->seen = true;
+            free(k);
+            return true;
+        }
+    k->next = known;
+    known = k;
+    return false;
+}
+
+/* Forgets the cycles this search did not see, and unmarks the others. */
+static void known_sweep(void)
+{
+    for (dl_known **p = &known; *p;) {
+        dl_known *k = *p;
+        if (!k->seen) {
+            *p = k->next;
+            free(k);
+        } else {
+            k->seen = false;
+            p = &k->next;
+        }
+    }
+}
+
+/* --------------------------------------------------------- the reports */
+
+static void add_age(sq__report *r, int64_t ns)
+{
+    if (ns < 10 * SQ_USEC)
+        sq__report_add(r, "%lld ns", (long long)ns);
+    else if (ns < 10 * SQ_MSEC)
+        sq__report_add(r, "%lld us", (long long)(ns / SQ_USEC));
+    else
+        sq__report_add(r, "%lld ms", (long long)(ns / SQ_MSEC));
+}
+
+static void add_member(sq__report *r, const sq__cctx *c)
+{
+    sq__report_add(r, "  %s", c->name);
+    if (c->spawn_site)
+        sq__report_add(r, " (spawned at %s)", c->spawn_site);
+    sq__report_add(r, "\n");
+}
+
+void sq__deadlock_describe(sq__report *r, const sq__dl_step *s, int n,
+                           int64_t now)
+{
+    for (int k = 0; k < n; k++) {
+        const sq__dl_step *in = &s[(k + n - 1) % n]; /* waits for s[k] */
+        const sq__dl_step *out = &s[k];
+        const sq__cctx *next = s[(k + 1) % n].ctx;
+        add_member(r, out->ctx);
+        if (in->hold) {
+            sq__report_add(r, "    holds %s %s (%p) taken at %s, ",
+                           sq__mode_name(in->hold->mode), in->hold->cls,
+                           in->hold->lock, in->hold->site);
+            add_age(r, now - in->hold->since);
+            sq__report_add(r, " ago\n");
+        } else {
+            sq__report_add(r,
+                           "    is queued for lock %s (%p) ahead of %s\n",
+                           in->cls, in->lock, in->ctx->name);
+        }
+        sq__report_add(r, "    waits for %s %s (%p) at %s, ",
+                       sq__mode_name(out->mode), out->cls, out->lock,
+                       out->site);
+        if (out->hold)
+            sq__report_add(r, "held by %s\n", next->name);
+        else
+            sq__report_add(r, "queued behind the writer %s\n", next->name);
+    }
+}
+
+typedef struct dl_search {
+    const char *why;
+    int64_t now;
+    int total, fresh;
+    sq__report *out;
+    int nout;
+} dl_search;
+
+static void on_cycle(const sq__dl_step *s, int n, void *arg)
+{
+    dl_search *S = arg;
+    S->total++;
+    if (known_mark(s, n))
+        return;
+    S->fresh++;
+    sq__report *r = &S->out[S->nout++];
+    sq__report_init(r, SQ_CHECK_DEADLOCK);
+    sq__report_add(r, "  found by: %s\n", S->why);
+    sq__report_add(r,
+                   "  %d tasks or threads wait for each other in a cycle:\n"
+                   "  each waits for a lock the next one holds, the last"
+                   " for one the first holds\n",
+                   n);
+    sq__deadlock_describe(r, s, n, S->now);
+}
+
+/* Searches, reports the cycles not reported yet, and forgets those gone.
+ * Returns the new cycles, or -ENOMEM; *total gets every cycle seen. */
+static int search(const char *why, int *total)
+{
+    dl_search S = {.why = why, .now = sq_now()};
+    S.out = malloc(DL_MAX_CYCLES * sizeof *S.out);
+    if (!S.out)
+        return -ENOMEM;
+    pthread_mutex_lock(&sq__check_lock);
+    int rc = sq__deadlock_each(on_cycle, &S);
+    if (rc >= 0)
+        known_sweep(); /* a failed search saw too little to forget by */
+    pthread_mutex_unlock(&sq__check_lock);
+    for (int i = 0; i < S.nout; i++)
+        sq__report_emit(&S.out[i]);
+    free(S.out);
+    if (total)
+        *total = S.total;
+    return rc < 0 ? rc : S.fresh;
+}
 
 int sq__deadlock_search(const char *why)
 {
-    (void)why;
-    return 0;
+    return search(why, NULL);
+}
+
+int sq_check_deadlocks(void)
+{
+#if !SQ_CHECKS
+    return -ENOTSUP;
+#else
+    int total = 0;
+    int rc = search("an on-demand search (sq_check_deadlocks)", &total);
+    return rc < 0 ? rc : total;
+#endif
+}
+
+/* ---------------------------------------------------------- the watchdog */
+
+/* One watchdog thread at most.  wd_gen names the thread that should be
+ * running: a thread whose generation is no longer current ends, so a
+ * stop never has to wait for the thread while holding wd_lock, and a
+ * stop from inside the watchdog (its reporter reconfiguring the checks)
+ * detaches instead of joining itself.  The thread runs with every signal
+ * blocked, so signals go to the program's own threads. */
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cond;
+static pthread_once_t wd_once = PTHREAD_ONCE_INIT;
+static bool wd_running;
+static pthread_t wd_thread;
+static int64_t wd_period;
+static uint64_t wd_gen;
+
+static void wd_init(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* sq_now()'s clock */
+    pthread_cond_init(&wd_cond, &a);
+    pthread_condattr_destroy(&a);
+}
+
+static void *wd_main(void *arg)
+{
+    uint64_t gen = (uintptr_t)arg;
+    pthread_mutex_lock(&wd_lock);
+    while (wd_gen == gen) {
+        int64_t period = wd_period;
+        int64_t deadline = sq_now();
+        deadline = deadline > INT64_MAX - period ? INT64_MAX
+                                                 : deadline + period;
+        struct timespec ts = {.tv_sec = deadline / SQ_SEC,
+                              .tv_nsec = deadline % SQ_SEC};
+        while (wd_gen == gen && wd_period == period && sq_now() < deadline)
+            pthread_cond_timedwait(&wd_cond, &wd_lock, &ts);
+        if (wd_gen != gen || wd_period != period)
+            continue; /* stopped, or re-timed: start a new period */
+        pthread_mutex_unlock(&wd_lock);
+        sq__deadlock_search("the watchdog");
+        pthread_mutex_lock(&wd_lock);
+    }
+    pthread_mutex_unlock(&wd_lock);
+    return NULL;
 }
 
 int sq__watchdog_configure(int64_t period)
 {
-    (void)period;
+    pthread_once(&wd_once, wd_init);
+    pthread_mutex_lock(&wd_lock);
+    if (period > 0) {
+        wd_period = period;
+        if (wd_running) { /* re-time */
+            pthread_cond_broadcast(&wd_cond);
+            pthread_mutex_unlock(&wd_lock);
+            return 0;
+        }
+        uint64_t gen = ++wd_gen;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&wd_thread, NULL, wd_main,
+                                (void *)(uintptr_t)gen);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        wd_running = rc == 0;
+        pthread_mutex_unlock(&wd_lock);
+        return rc == 0 ? 0 : -ENOMEM;
+    }
+    if (!wd_running) {
+        pthread_mutex_unlock(&wd_lock);
+        return 0;
+    }
+    wd_running = false;
+    wd_gen++;
+    pthread_t t = wd_thread;
+    pthread_cond_broadcast(&wd_cond);
+    pthread_mutex_unlock(&wd_lock);
+    if (pthread_equal(t, pthread_self()))
+        pthread_detach(t); /* from the watchdog's own reporter */
+    else
+        pthread_join(t, NULL);
     return 0;
 }

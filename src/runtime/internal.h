@@ -311,6 +311,7 @@ typedef struct sq__worker {
     int64_t fair_since;         /* ... and since when it has not moved */
     uint32_t rng;
     bool searching;
+    bool det;                   /* deterministic mode (rt->seed != 0) */
     atomic_uint parked;         /* futex word: 1 while parked */
     atomic_bool in_driver;      /* parked inside epoll */
     /* caches, owner only */
@@ -323,6 +324,11 @@ typedef struct sq__worker {
     size_t sched_stack_size;
     void *tsan_fiber;
     void *altstack;
+    /* deterministic mode only (sched.c): the runnable tasks, and the
+     * generator that picks among them */
+    uint64_t det_rng;
+    sq__task **det_buf;
+    uint32_t det_n, det_cap;
 } sq__worker;
 
 enum { SQ__SW_NONE, SQ__SW_PARK, SQ__SW_YIELD, SQ__SW_EXIT };
@@ -389,6 +395,7 @@ struct sq_runtime {
 
     atomic_uint done_seq;       /* futex: bumped when alive hits 0 */
     bool workers_started;
+    uint64_t seed;              /* nonzero: deterministic mode (sched.c) */
     struct sq_runtime *all_next; /* every live runtime (runtime.c) */
 };
 
@@ -407,6 +414,22 @@ void sq__sched_notify(sq_runtime *rt);
 int sq__sched_start(sq_runtime *rt);
 void sq__sched_stop(sq_runtime *rt);
 void sq__sched_unpark_all(sq_runtime *rt);
+
+/* A scheduling point for deterministic mode (sq_runtime_opts.seed): called
+ * by the task-aware locks on lock and unlock, so that a seed decides
+ * whether another runnable task runs there (as if the caller had called
+ * sq_yield, without its cancellation point).  Returns at once, after one
+ * predictable branch, unless some deterministic runtime exists; then it
+ * switches only when the caller is a task of one.  Never waits: call it
+ * only where the caller holds no internal (spin or pthread) lock. */
+extern atomic_int sq__det_runtimes; /* deterministic runtimes started */
+void sq__sched_point_slow(void);
+static inline void sq__sched_point(void)
+{
+    if (SQ__UNLIKELY(atomic_load_explicit(&sq__det_runtimes,
+                                          memory_order_relaxed)))
+        sq__sched_point_slow();
+}
 
 int sq__stack_get(sq_runtime *rt, sq__worker *w, size_t size, sq__stack **out);
 void sq__stack_put(sq_runtime *rt, sq__worker *w, sq__stack *s);

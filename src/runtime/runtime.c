@@ -17,6 +17,11 @@ int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts)
     if (o.workers < 0 || o.blocking_threads_max < 0 ||
         (o.stack_size && o.stack_size < SQ_STACK_MIN))
         return -EINVAL;
+    if (o.seed) {
+        if (o.workers > 1)
+            return -EINVAL; /* deterministic mode has one worker */
+        o.workers = 1;
+    }
     if (o.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.workers = n > 0 ? (int)n : 1;
@@ -27,6 +32,7 @@ int sq_runtime_create(sq_runtime **out, const sq_runtime_opts *opts)
     if (!rt)
         return -ENOMEM;
     rt->nworkers = o.workers;
+    rt->seed = o.seed;
     rt->stack_size = o.stack_size ? o.stack_size : SQ_STACK_DEFAULT;
     rt->bp_max = o.blocking_threads_max ? o.blocking_threads_max : 64;
     size_t wsz = sizeof(sq__worker) * (size_t)o.workers;

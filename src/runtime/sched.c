@@ -32,6 +32,14 @@
  * Dekker pairing: the pusher publishes work then reads the idle counters,
  * the parker publishes itself in the counters then re-reads the queues,
  * each with a full fence between, so at least one of them sees the other.
+ *
+ * Deterministic mode (sq_runtime_opts.seed, one worker): pushes go where
+ * they always go, but each pick first gathers every queued task (LIFO
+ * slot, spawn buffer, deque, ring, global queue) into one array, in a
+ * fixed order, and draws the task to run from a generator seeded with the
+ * seed; a yield (sq_yield, or a lock's sq__sched_point) may draw the
+ * yielding task itself and go on.  The normal path only pays a branch on
+ * w->det where it picks.
  */
 #include "internal.h"
 
@@ -642,6 +650,131 @@ static sq__task *next_runnable(sq__worker *w)
     }
 }
 
+/* ---------------------------------------------------- deterministic mode */
+
+atomic_int sq__det_runtimes;
+
+/* splitmix64: a full-period generator whose every output is well mixed,
+ * so consecutive seeds give unrelated schedules. */
+static uint64_t det_next64(sq__worker *w)
+{
+    uint64_t z = (w->det_rng += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* A number in [0, n), n > 0 (multiply-shift: no division, tiny bias). */
+static uint32_t det_below(sq__worker *w, uint32_t n)
+{
+    return (uint32_t)(((det_next64(w) >> 32) * n) >> 32);
+}
+
+/* Makes room for `need` tasks in the array.  False if that cannot be had:
+ * then what does not fit stays where it is queued, for a later pick. */
+static bool det_reserve(sq__worker *w, size_t need)
+{
+    if (need <= w->det_cap)
+        return true;
+    size_t cap = w->det_cap ? w->det_cap : 64;
+    while (cap < need)
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        return false;
+    sq__task **b = realloc(w->det_buf, cap * sizeof *b);
+    if (!b)
+        return false;
+    w->det_buf = b;
+    w->det_cap = (uint32_t)cap;
+    return true;
+}
+
+/* Moves every queued task of the runtime (one worker: all of them are
+ * w's or in the global queue) into the array, always in the same order. */
+static void det_collect(sq__worker *w)
+{
+    sq_runtime *rt = w->rt;
+    size_t need = (size_t)w->det_n + (w->lifo != NULL) + (size_t)w->nfresh +
+                  (size_t)dq_len(&w->dq) + rq_len(&w->rq) +
+                  (size_t)atomic_load_explicit(&rt->gq_len,
+                                               memory_order_relaxed);
+    (void)det_reserve(w, need);
+#define DET_ROOM() (w->det_n < w->det_cap)
+    sq__task *t;
+    if (w->lifo && DET_ROOM()) {
+        w->det_buf[w->det_n++] = w->lifo;
+        w->lifo = NULL;
+    }
+    int i = 0;
+    while (i < w->nfresh && DET_ROOM())
+        w->det_buf[w->det_n++] = w->fresh[i++];
+    if (i > 0) {
+        memmove(w->fresh, w->fresh + i,
+                (size_t)(w->nfresh - i) * sizeof w->fresh[0]);
+        w->nfresh -= i;
+    }
+    while (DET_ROOM() && (t = dq_steal(&w->dq)))
+        w->det_buf[w->det_n++] = t;
+    while (DET_ROOM() && (t = rq_pop(&w->rq)))
+        w->det_buf[w->det_n++] = t;
+    if (DET_ROOM() &&
+        atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0) {
+        pthread_mutex_lock(&rt->gq_lock);
+        while (DET_ROOM() && (t = rt->gq_head)) {
+            rt->gq_head = t->qnext;
+            atomic_fetch_sub_explicit(&rt->gq_len, 1, memory_order_relaxed);
+            w->det_buf[w->det_n++] = t;
+        }
+        if (!rt->gq_head)
+            rt->gq_tail = NULL;
+        pthread_mutex_unlock(&rt->gq_lock);
+    }
+#undef DET_ROOM
+}
+
+/* The deterministic find_work: one of the runnable tasks, drawn at
+ * random, or NULL if there is none.  With may_stay (a yield) the yielding
+ * task is one more candidate: drawing it sets *stay and returns NULL.
+ * Timers and I/O are polled every 61st pick, as find_work does, so that a
+ * task that yields in a loop waiting for them is not starved. */
+static sq__task *det_pick(sq__worker *w, bool may_stay, bool *stay)
+{
+    if (++w->tick % 61 == 0)
+        maintenance(w);
+    det_collect(w);
+    uint32_t n = w->det_n;
+    if (n == 0)
+        return NULL;
+    uint32_t r = det_below(w, may_stay ? n + 1 : n);
+    if (r == n) {
+        *stay = true;
+        return NULL;
+    }
+    sq__task *t = w->det_buf[r];
+    w->det_buf[r] = w->det_buf[--w->det_n];
+    searching_done(w, true);
+    return t;
+}
+
+/* next_runnable for deterministic mode. */
+static sq__task *det_next_runnable(sq__worker *w, bool may_stay, bool *stay)
+{
+    for (;;) {
+        sq__task *t = det_pick(w, may_stay, stay);
+        if (!t || t->started)
+            return t;
+        if (sq__task_prepare(w, t) == 0)
+            return t;
+    }
+}
+
+void sq__sched_point_slow(void)
+{
+    sq__worker *w = sq__worker_current();
+    if (w && w->det && w->cur)
+        sq__sched_switch_away(SQ__SW_YIELD);
+}
+
 /* -------------------------------------------------------------- switching */
 
 static void settle(sq__worker *w)
@@ -704,7 +837,15 @@ void sq__sched_switch_away(int action)
 {
     sq__worker *w = sq__worker_current();
     sq__task *self = w->cur;
-    sq__task *next = next_runnable(w);
+    sq__task *next;
+    if (SQ__UNLIKELY(w->det)) {
+        bool stay = false;
+        next = det_next_runnable(w, action == SQ__SW_YIELD, &stay);
+        if (stay)
+            return; /* the draw chose the yielding task: go on */
+    } else {
+        next = next_runnable(w);
+    }
     if (!next && action == SQ__SW_YIELD)
         return; /* nothing else to run: keep going */
     w->prev = self;
@@ -791,7 +932,9 @@ static void *worker_main(void *arg)
 #endif
     sq__overflow_handler_install(w);
     for (;;) {
-        sq__task *t = next_runnable(w);
+        bool stay = false; /* not used: no yield here */
+        sq__task *t = SQ__UNLIKELY(w->det) ? det_next_runnable(w, false, &stay)
+                                           : next_runnable(w);
         if (t) {
             do_switch(w, &w->sched_ctx, t, false);
             settle(w);
@@ -799,7 +942,7 @@ static void *worker_main(void *arg)
         }
         if (atomic_load(&rt->stop))
             break;
-        if ((t = spin_for_work(w))) {
+        if (!w->det && (t = spin_for_work(w))) {
             if (t->started || sq__task_prepare(w, t) == 0) {
                 do_switch(w, &w->sched_ctx, t, false);
                 settle(w);
@@ -815,12 +958,16 @@ static void *worker_main(void *arg)
 
 int sq__sched_start(sq_runtime *rt)
 {
+    if (rt->seed)
+        atomic_fetch_add(&sq__det_runtimes, 1); /* sq__sched_stop: -1 */
     for (int i = 0; i < rt->nworkers; i++) {
         sq__worker *w = &rt->workers[i];
         w->rt = rt;
         w->index = i;
         w->rng = 0x9e3779b9u * (unsigned)(i + 1);
         w->fair_top = -1;
+        w->det = rt->seed != 0;
+        w->det_rng = rt->seed;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setstacksize(&attr, 1 << 20);
@@ -851,5 +998,13 @@ void sq__sched_stop(sq_runtime *rt)
             sq__driver_wake(rt);
             sched_yield();
         }
+    }
+    if (rt->seed) {
+        for (int i = 0; i < rt->nworkers; i++) {
+            free(rt->workers[i].det_buf);
+            rt->workers[i].det_buf = NULL;
+            rt->workers[i].det_n = rt->workers[i].det_cap = 0;
+        }
+        atomic_fetch_sub(&sq__det_runtimes, 1);
     }
 }

@@ -332,6 +332,9 @@ static void task_entry(void *arg)
 void sq__task_settle_exit(sq__worker *w, sq__task *t)
 {
     sq_runtime *rt = t->rt;
+    /* Out of the registry first: while a task is listed there, its stack
+     * is mapped (the task dump reads waiters on it). */
+    registry_remove(rt, t);
     if (t->stack) {
 #ifdef SQ__TSAN
         __tsan_destroy_fiber(t->tsan_fiber);
@@ -339,7 +342,6 @@ void sq__task_settle_exit(sq__worker *w, sq__task *t)
         sq__stack_put(rt, w, t->stack);
         t->stack = NULL;
     }
-    registry_remove(rt, t);
     atomic_store(&t->state, SQ__T_DONE);
     if (atomic_fetch_sub(&rt->alive, 1) == 1 &&
         atomic_load(&rt->shutting_down)) {

@@ -2,7 +2,10 @@
  * (free: count 1, no flags; held: count 0, no flags) so a free lock costs
  * exactly one CAS each way; anything else goes through the core.  With the
  * run-time checks on (SQ__CHECKS()), every call goes through the checked
- * path instead, which tells the checks before and after. */
+ * path instead, which tells the checks before and after.  Lock and unlock
+ * are scheduling points of the deterministic mode (sq__sched_point: one
+ * predictable branch otherwise), where a seed may let another task run
+ * first, so that check-then-act races show up under some seed. */
 #include "core.h"
 
 #define FREE ((uint64_t)1 << SQ__SEM_SHIFT)
@@ -61,6 +64,7 @@ int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site)
 {
     if (deadline < 0)
         return -EINVAL;
+    sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, m, deadline, site, false);
@@ -86,6 +90,7 @@ int(sq_mutex_lock_until)(sq_mutex *m, int64_t deadline)
 
 int sq_mutex_try_lock_at(sq_mutex *m, const char *site)
 {
+    sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, m, SQ_FOREVER, site, true);
@@ -107,9 +112,13 @@ int sq_mutex_unlock(sq_mutex *m)
     uint64_t expect = HELD;
     if (SQ__LIKELY(atomic_compare_exchange_strong_explicit(
             &m->_sem._state, &expect, FREE, memory_order_release,
-            memory_order_relaxed)))
+            memory_order_relaxed))) {
+        sq__sched_point(); /* after the release: others may take it */
         return 0;
+    }
     /* Waiters (hand the lock to the first) or not locked (-EPERM: the
      * count would exceed 1). */
-    return sq__sem_release(&m->_sem, 1, 1, SQ__SEM_OVER_FAIL, -EPERM);
+    int rc = sq__sem_release(&m->_sem, 1, 1, SQ__SEM_OVER_FAIL, -EPERM);
+    sq__sched_point();
+    return rc;
 }

@@ -16,7 +16,9 @@
  *
  * With the run-time checks on (SQ__CHECKS()), every lock call goes through
  * lock_checked, which tells the checks before and after (as in mutex.c),
- * and every unlock tells them first, before another can take the lock. */
+ * and every unlock tells them first, before another can take the lock.
+ * Lock and unlock calls are scheduling points of the deterministic mode
+ * (sq__sched_point, as in mutex.c). */
 #include "squirrel/rwlock.h"
 
 #include "core.h"
@@ -100,6 +102,7 @@ int sq_rwlock_read_lock_until_at(sq_rwlock *l, int64_t deadline,
 {
     if (deadline < 0)
         return -EINVAL;
+    sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, l, SQ__LOCK_SHARED, deadline, site, false);
@@ -125,6 +128,7 @@ int(sq_rwlock_read_lock_until)(sq_rwlock *l, int64_t deadline)
 
 int sq_rwlock_try_read_lock_at(sq_rwlock *l, const char *site)
 {
+    sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, l, SQ__LOCK_SHARED, SQ_FOREVER, site, true);
@@ -145,12 +149,16 @@ int sq_rwlock_read_unlock(sq_rwlock *l)
     while (!(old & SQ__SEM_FLAGS) && old < FREE) {
         if (SQ__LIKELY(atomic_compare_exchange_weak_explicit(
                 &l->_sem._state, &old, old + ONE, memory_order_release,
-                memory_order_relaxed)))
+                memory_order_relaxed))) {
+            sq__sched_point(); /* after the release: others may take it */
             return 0;
+        }
     }
     /* Waiters (the permit goes to the head), or nobody held a read lock
      * (-EPERM: the count would exceed MAX). */
-    return sq__sem_release(&l->_sem, 1, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    int rc = sq__sem_release(&l->_sem, 1, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    sq__sched_point();
+    return rc;
 }
 
 int sq_rwlock_write_lock_until_at(sq_rwlock *l, int64_t deadline,
@@ -158,6 +166,7 @@ int sq_rwlock_write_lock_until_at(sq_rwlock *l, int64_t deadline,
 {
     if (deadline < 0)
         return -EINVAL;
+    sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, l, SQ__LOCK_EXCL, deadline, site, false);
@@ -183,6 +192,7 @@ int(sq_rwlock_write_lock_until)(sq_rwlock *l, int64_t deadline)
 
 int sq_rwlock_try_write_lock_at(sq_rwlock *l, const char *site)
 {
+    sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, l, SQ__LOCK_EXCL, SQ_FOREVER, site, true);
@@ -202,10 +212,14 @@ int sq_rwlock_write_unlock(sq_rwlock *l)
     uint64_t expect = WRITE_HELD;
     if (SQ__LIKELY(atomic_compare_exchange_strong_explicit(
             &l->_sem._state, &expect, FREE, memory_order_release,
-            memory_order_relaxed)))
+            memory_order_relaxed))) {
+        sq__sched_point();
         return 0;
+    }
     /* Waiters, or not write-locked (-EPERM: more than MAX in total). */
-    return sq__sem_release(&l->_sem, MAX, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    int rc = sq__sem_release(&l->_sem, MAX, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    sq__sched_point();
+    return rc;
 }
 
 int sq_rwlock_downgrade(sq_rwlock *l)
@@ -219,7 +233,12 @@ int sq_rwlock_downgrade(sq_rwlock *l)
     uint64_t expect = WRITE_HELD;
     if (SQ__LIKELY(atomic_compare_exchange_strong_explicit(
             &l->_sem._state, &expect, FREE - ONE, memory_order_release,
-            memory_order_relaxed)))
+            memory_order_relaxed))) {
+        sq__sched_point();
         return 0;
-    return sq__sem_release(&l->_sem, MAX - 1, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    }
+    int rc =
+        sq__sem_release(&l->_sem, MAX - 1, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    sq__sched_point();
+    return rc;
 }

@@ -1,4 +1,6 @@
-/* sq_sem: the public face of the batch semaphore in core.c. */
+/* sq_sem: the public face of the batch semaphore in core.c.  Acquire and
+ * release are scheduling points of the deterministic mode (see
+ * sq__sched_point and mutex.c). */
 #include "core.h"
 
 int sq_sem_init(sq_sem *s, size_t permits)
@@ -18,6 +20,7 @@ int sq_sem_acquire_until(sq_sem *s, size_t n, int64_t deadline)
 {
     if (n > SQ_SEM_MAX_PERMITS || deadline < 0)
         return -EINVAL;
+    sq__sched_point();
     if (n == 0)
         return sq_sem_is_closed(s) ? -ESHUTDOWN : 0;
     return sq__sem_acquire(s, n, deadline, true);
@@ -32,13 +35,16 @@ int sq_sem_try_acquire(sq_sem *s, size_t n)
 {
     if (n > SQ_SEM_MAX_PERMITS)
         return -EINVAL;
+    sq__sched_point();
     return sq__sem_try_acquire(s, n);
 }
 
 int sq_sem_release(sq_sem *s, size_t n)
 {
-    return sq__sem_release(s, n, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_FAIL,
-                           -EOVERFLOW);
+    int rc = sq__sem_release(s, n, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_FAIL,
+                             -EOVERFLOW);
+    sq__sched_point(); /* after the release: others may take the permits */
+    return rc;
 }
 
 int sq_sem_add_permits(sq_sem *s, size_t n)

@@ -681,6 +681,8 @@ static void *head_timeout_root(void *arg)
     (void)arg;
     fifo f = {.arrived = 0};
     sq_rwlock_init(&f.l);
+    /* Held across sleeps and joins on purpose, to build queue states. */
+    sq_rwlock_allow_hold_across_waits(&f.l);
     CHECK_EQ(sq_rwlock_read_lock(&f.l), 0);
     sq_task w, r;
     CHECK_EQ(sq_spawn(&w, timed_writer, &f, NULL), 0);
@@ -714,6 +716,8 @@ static void *abort_root(void *arg)
     (void)arg;
     fifo f = {.arrived = 0};
     sq_rwlock_init(&f.l);
+    /* Held across sleeps and joins on purpose, to build queue states. */
+    sq_rwlock_allow_hold_across_waits(&f.l);
     sq_task t[8];
     void *r;
 
@@ -782,6 +786,8 @@ static void *handoff_root(void *arg)
     (void)arg;
     sq_rwlock l;
     sq_rwlock_init(&l);
+    /* Held across sleeps and joins on purpose, to build queue states. */
+    sq_rwlock_allow_hold_across_waits(&l);
     sq_task t;
     void *r;
     CHECK_EQ(sq_rwlock_read_lock(&l), 0);

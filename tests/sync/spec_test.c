@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "squirrel/check.h"
 #include "squirrel/rwlock.h"
 #include "squirrel/sync.h"
 #include "testlib.h"
@@ -378,7 +379,11 @@ TEST(two_phase_updates_in_opposite_lock_orders_finish_within_5s)
 
 /* The contrast: holding one lock while taking the other, in opposite
  * orders, does deadlock; the deadline forms turn it into -ETIMEDOUT for
- * both, holding nothing extra, instead of a hang. */
+ * both, holding nothing extra, instead of a hang.  The run-time checks
+ * (squirrel/check.h) see it twice: the order check reports the inversion
+ * as the second task starts to wait, before anything is stuck, and the
+ * deadlock search, run when the first wait times out (the other is still
+ * waiting then: its deadline is later), reports the cycle. */
 typedef struct nested {
     sq_rwlock a, b;
     atomic_int holding, waited;
@@ -415,10 +420,26 @@ static void *nested_ba(void *arg)
     while (atomic_load(&n->holding) < 2)
         sq_yield();
     int64_t d;
-    CHECK_EQ(sq_deadline_in(50 * SQ_MSEC, &d), 0);
+    CHECK_EQ(sq_deadline_in(400 * SQ_MSEC, &d), 0);
     int rc = sq_rwlock_write_lock_until(&n->a, d);
     both_waited(n);
     return (void *)(intptr_t)rc; /* still holding B */
+}
+
+typedef struct captured {
+    atomic_int order, deadlock;
+    char order_text[4096], deadlock_text[4096]; /* the first of each */
+} captured;
+
+static void capture(unsigned finding, const char *text, void *arg)
+{
+    captured *c = arg;
+    if (finding == SQ_CHECK_LOCK_ORDER &&
+        atomic_fetch_add(&c->order, 1) == 0)
+        snprintf(c->order_text, sizeof c->order_text, "%s", text);
+    if (finding == SQ_CHECK_DEADLOCK &&
+        atomic_fetch_add(&c->deadlock, 1) == 0)
+        snprintf(c->deadlock_text, sizeof c->deadlock_text, "%s", text);
 }
 
 static void *nested_root(void *arg)
@@ -426,11 +447,12 @@ static void *nested_root(void *arg)
     (void)arg;
     nested n;
     memset(&n, 0, sizeof n);
-    CHECK_EQ(sq_rwlock_init(&n.a), 0);
-    CHECK_EQ(sq_rwlock_init(&n.b), 0);
+    CHECK_EQ(sq_rwlock_init_named(&n.a, "spec.A"), 0);
+    CHECK_EQ(sq_rwlock_init_named(&n.b, "spec.B"), 0);
     sq_task t1, t2;
-    CHECK_EQ(sq_spawn(&t1, nested_ab, &n, NULL), 0);
-    CHECK_EQ(sq_spawn(&t2, nested_ba, &n, NULL), 0);
+    sq_spawn_opts o1 = {.name = "a-then-b"}, o2 = {.name = "b-then-a"};
+    CHECK_EQ(sq_spawn(&t1, nested_ab, &n, &o1), 0);
+    CHECK_EQ(sq_spawn(&t2, nested_ba, &n, &o2), 0);
     void *r1, *r2;
     CHECK_EQ(sq_join(t1, &r1), 0);
     CHECK_EQ(sq_join(t2, &r2), 0);
@@ -450,5 +472,30 @@ static void *nested_root(void *arg)
 
 TEST(nested_locks_in_opposite_orders_deadlock_and_time_out)
 {
+    /* With the order and deadlock checks on (whatever the environment
+     * says, restored after), both findings are made exactly once. */
+    sq_check_config saved, cfg = {
+        .findings = SQ_CHECK_LOCK_ORDER | SQ_CHECK_DEADLOCK};
+    sq_check_get_config(&saved);
+    static captured cap;
+    memset(&cap, 0, sizeof cap);
+    sq_check_set_reporter(capture, &cap);
+    sq_check_reset_order_graph();
+    CHECK_EQ(sq_check_configure(&cfg), 0);
+
     sq_test_run(2, nested_root, NULL);
+
+    CHECK_EQ(sq_check_configure(&saved), 0);
+    sq_check_set_reporter(NULL, NULL);
+    sq_check_reset_order_graph();
+    CHECK_EQ(atomic_load(&cap.order), 1);
+    CHECK(strstr(cap.order_text, "spec.A") != NULL);
+    CHECK(strstr(cap.order_text, "spec.B") != NULL);
+    CHECK(strstr(cap.order_text, "b-then-a") != NULL);
+    CHECK(strstr(cap.order_text, "spec_test.c:") != NULL);
+    CHECK_EQ(atomic_load(&cap.deadlock), 1);
+    CHECK(strstr(cap.deadlock_text, "a-then-b") != NULL);
+    CHECK(strstr(cap.deadlock_text, "b-then-a") != NULL);
+    CHECK(strstr(cap.deadlock_text, "spec.A") != NULL);
+    CHECK(strstr(cap.deadlock_text, "spec.B") != NULL);
 }
