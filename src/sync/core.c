@@ -115,7 +115,7 @@ static void settle_flag_locked(sq_sem *s)
  * lengthen the time the lock is held: the other side spins on it.  Waiters
  * are marked signalled under the lock (the rule of struct sq__waiter) and
  * their tasks woken after it (sq__waiter_signal); a full list wakes the
- * rest on the spot. */
+ * rest on the spot, and so do wakers outside the task's runtime. */
 #define WAKE_BATCH 16
 
 typedef struct wake_list {
@@ -128,7 +128,12 @@ static void signal_locked(wake_list *wl, sq__waiter *w)
     sq__task *t = sq__waiter_signal(w);
     if (!t)
         return;
-    if (wl->n < WAKE_BATCH)
+    /* Only a worker of the task's own runtime may wake it late: the
+     * runtime cannot go away under it.  A plain thread (or another
+     * runtime) wakes it now, under the lock, which the woken task must
+     * take before it can finish, so the runtime outlives the wake-up. */
+    sq__worker *me = sq__worker_current();
+    if (wl->n < WAKE_BATCH && me && me->rt == t->rt)
         wl->task[wl->n++] = t;
     else
         sq__task_wake(t);
