@@ -553,7 +553,8 @@ static void h_task_exit(sq__task *t)
     pthread_mutex_unlock(&sq__check_lock);
 }
 
-static const sq__check_hooks hooks = {
+/* Unused when the hooks are compiled out (SQ_CHECKS=0). */
+static const sq__check_hooks hooks __attribute__((unused)) = {
     .wait_begin = h_wait_begin,
     .wait_end = h_wait_end,
     .lock_acquire = h_lock_acquire,
