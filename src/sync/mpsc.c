@@ -401,7 +401,8 @@ static __attribute__((noinline)) int acquire_slow(sq_mpsc *ch,
     if (try)
         rc = sq__sem_try_acquire(&ch->_slots, 1);
     else
-        rc = sq__sem_acquire(&ch->_slots, 1, deadline, true);
+        rc = sq__sem_acquire_as(&ch->_slots, 1, deadline, true,
+                                SQ__WAIT_CHANNEL);
     atomic_fetch_sub_explicit(&ch->_tx_parking, 1, memory_order_release);
     return rc;
 }
@@ -599,7 +600,7 @@ static void rx_collect_wakeup(sq_mpsc *ch, sq__waiter *w)
             break;
         }
         if (ch->_rx_waiter != w) {
-            sq__waiter_init(w);
+            sq__waiter_init_for(w, SQ__WAIT_CHANNEL, ch);
             ch->_rx_waiter = w;
         }
         sq__spin_unlock(rx_lock(ch));
@@ -619,7 +620,7 @@ static int rx_wait(sq_mpsc *ch, _Atomic uint64_t *st, uint64_t base,
                    int64_t deadline)
 {
     sq__waiter w;
-    sq__waiter_init(&w);
+    sq__waiter_init_for(&w, SQ__WAIT_CHANNEL, ch);
     sq__spin_lock(rx_lock(ch));
     if (!ch->_rx_close_known &&
         (atomic_load_explicit(&ch->_tail, memory_order_relaxed) & CLOSED)) {
