@@ -44,9 +44,12 @@ TEST(abort_of_sleeping_task_returns_ecanceled_and_cleanup_runs)
     CHECK_EQ(atomic_load(&cleanups), 1);
 }
 
+static atomic_int joining;
+
 static void *joiner(void *arg)
 {
     sq_task *target = arg;
+    atomic_store(&joining, 1);
     int rc = sq_join(*target, NULL);
     atomic_fetch_add(&cleanups, 1);
     return (void *)(intptr_t)rc;
@@ -58,7 +61,14 @@ static void *cancel_join(void *arg)
     atomic_int started = 0;
     sq_task sleeper, j;
     CHECK_EQ(sq_spawn(&sleeper, sleep_forever, &started, NULL), 0);
+    atomic_store(&joining, 0);
     CHECK_EQ(sq_spawn(&j, joiner, &sleeper, NULL), 0);
+    /* The joiner must have started (an abort before that finishes it
+     * without running, and its cleanup would not run); whether it is
+     * parked in the join yet or about to call it, the join returns
+     * -ECANCELED.  The sleep makes the parked case the usual one. */
+    while (!atomic_load(&joining))
+        sq_yield();
     sq_sleep(2 * SQ_MSEC);
     CHECK_EQ(sq_abort(j), 0);
     void *r;
@@ -77,10 +87,13 @@ TEST(abort_of_task_blocked_in_join)
     CHECK_EQ(atomic_load(&cleanups), 2);
 }
 
+static atomic_int reading;
+
 static void *reader(void *arg)
 {
     sq_io *rd = arg;
     char buf[16];
+    atomic_store(&reading, 1);
     ssize_t n = sq_io_read(rd, buf, sizeof buf);
     atomic_fetch_add(&cleanups, 1);
     return (void *)(intptr_t)n;
@@ -92,7 +105,10 @@ static void *cancel_io(void *arg)
     sq_io *p[2];
     CHECK_EQ(sq_pipe(p), 0);
     sq_task t;
+    atomic_store(&reading, 0);
     CHECK_EQ(sq_spawn(&t, reader, p[0], NULL), 0);
+    while (!atomic_load(&reading)) /* started (see cancel_join) */
+        sq_yield();
     sq_sleep(2 * SQ_MSEC);
     CHECK_EQ(sq_abort(t), 0);
     void *r;
