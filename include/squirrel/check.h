@@ -72,7 +72,8 @@ void sq_check_get_config(sq_check_config *out);
  * "all", "order", "held", "long-hold", "long-wait", "deadlock", "abort"
  * (abort on every finding switched on), "hold=<time>", "wait=<time>",
  * "watchdog=<time>" with <time> a number and a unit of ns, us, ms or s.
- * Returns 0, or -EINVAL naming nothing (the string is wrong). */
+ * Returns 0, or -EINVAL if the string does not parse (*out is then left
+ * alone, and nothing is switched).  Never waits. */
 int sq_check_parse(const char *spec, sq_check_config *out);
 
 /* Receives each report: the finding's bit and its text (valid during the

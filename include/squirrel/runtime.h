@@ -162,7 +162,8 @@ int(sq_runtime_spawn)(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
                       const sq_spawn_opts *opts);
 
 /* The same, recording `site` (a string that outlives the task, normally
- * SQ_SITE) as the place of the spawn, for the task dump. */
+ * SQ_SITE) as the place of the spawn, for the task dump; the results,
+ * and never waiting, are those of sq_spawn and sq_runtime_spawn. */
 int sq_spawn_at(sq_task *out, sq_task_fn fn, void *arg,
                 const sq_spawn_opts *opts, const char *site);
 int sq_runtime_spawn_at(sq_runtime *rt, sq_task *out, sq_task_fn fn,
@@ -243,7 +244,8 @@ int sq_group_create(sq_group **out);
  * destroyed.  Never waits. */
 int(sq_group_spawn)(sq_group *g, sq_task_fn fn, void *arg,
                     const sq_spawn_opts *opts, uint64_t *id_out);
-/* The same, recording `site` as the place of the spawn (see SQ_SITE). */
+/* The same, recording `site` as the place of the spawn (see SQ_SITE);
+ * results as sq_group_spawn.  Never waits. */
 int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
                       const sq_spawn_opts *opts, uint64_t *id_out,
                       const char *site);

@@ -117,7 +117,9 @@ int sq_rwlock_write_unlock(sq_rwlock *l);
 int sq_rwlock_downgrade(sq_rwlock *l);
 
 /* The lock calls with the place of the call (for the checks' reports);
- * the macros pass SQ_SITE. */
+ * the macros pass SQ_SITE.  Each has exactly the contract of the call
+ * without _at above: its results, whether it waits, and what cancellation
+ * does to it. */
 int sq_rwlock_read_lock_at(sq_rwlock *l, const char *site);
 int sq_rwlock_read_lock_until_at(sq_rwlock *l, int64_t deadline,
                                  const char *site);

@@ -173,7 +173,9 @@ int(sq_mutex_lock_until)(sq_mutex *m, int64_t deadline);
 int(sq_mutex_try_lock)(sq_mutex *m);
 
 /* The lock calls with the place of the call (SQ_SITE, or any string that
- * outlives the hold) for the checks' reports; the macros pass SQ_SITE. */
+ * outlives the hold) for the checks' reports; the macros pass SQ_SITE.
+ * Each has exactly the contract of the call without _at above: its
+ * results, whether it waits, and what cancellation does to it. */
 int sq_mutex_lock_at(sq_mutex *m, const char *site);
 int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site);
 int sq_mutex_try_lock_at(sq_mutex *m, const char *site);

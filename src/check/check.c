@@ -270,7 +270,7 @@ void sq__report_backtrace(sq__report *r, int skip)
     free(names);
 }
 
-static void add_age(sq__report *r, int64_t ns)
+void sq__report_age(sq__report *r, int64_t ns)
 {
     if (ns < 10 * SQ_USEC)
         sq__report_add(r, "%lld ns", (long long)ns);
@@ -286,7 +286,7 @@ void sq__report_hold(sq__report *r, const char *what, const sq__hold *h,
     sq__report_add(r, "  %s %s %s (%p) taken at %s, ", what,
                    h->mode == SQ__LOCK_SHARED ? "read lock" : "lock", h->cls,
                    h->lock, h->site);
-    add_age(r, now - h->since);
+    sq__report_age(r, now - h->since);
     sq__report_add(r, " ago\n");
 }
 
@@ -318,8 +318,7 @@ void sq__report_emit(sq__report *r)
         abort();
 }
 
-/* Describes the context c for a report. */
-static void add_ctx(sq__report *r, const sq__cctx *c)
+void sq__report_ctx(sq__report *r, const sq__cctx *c)
 {
     sq__report_add(r, "%s", c->name);
     if (c->spawn_site)
@@ -329,7 +328,7 @@ static void add_ctx(sq__report *r, const sq__cctx *c)
 static void add_self(sq__report *r, const sq__cctx *c)
 {
     if (c) {
-        add_ctx(r, c);
+        sq__report_ctx(r, c);
         return;
     }
     sq__task *t = sq__task_current();
@@ -343,25 +342,36 @@ static void add_self(sq__report *r, const sq__cctx *c)
     }
 }
 
-static const char *kind_name(int kind)
+static const struct {
+    const char *key, *text;
+} kinds[SQ__WAIT_NKINDS] = {
+    [SQ__WAIT_OTHER] = {"other", "something"},
+    [SQ__WAIT_MUTEX] = {"mutex", "a mutex"},
+    [SQ__WAIT_RWLOCK] = {"rwlock", "a reader-writer lock"},
+    [SQ__WAIT_SEM] = {"semaphore", "a semaphore"},
+    [SQ__WAIT_NOTIFY] = {"notify", "a notify"},
+    [SQ__WAIT_CHANNEL] = {"channel", "a channel"},
+    [SQ__WAIT_BARRIER] = {"barrier", "a barrier"},
+    [SQ__WAIT_ONCE] = {"once", "a once initialisation"},
+    [SQ__WAIT_SLEEP] = {"sleep", "a sleep to end"},
+    [SQ__WAIT_IO] = {"io", "I/O"},
+    [SQ__WAIT_JOIN] = {"join", "a task to finish"},
+    [SQ__WAIT_GROUP] = {"group", "a task group member"},
+    [SQ__WAIT_BLOCKING] = {"blocking", "a blocking-pool job"},
+};
+
+const char *sq__wait_kind_key(int kind)
 {
-    static const char *const names[SQ__WAIT_NKINDS] = {
-        [SQ__WAIT_OTHER] = "something",
-        [SQ__WAIT_MUTEX] = "a mutex",
-        [SQ__WAIT_RWLOCK] = "a reader-writer lock",
-        [SQ__WAIT_SEM] = "a semaphore",
-        [SQ__WAIT_NOTIFY] = "a notify",
-        [SQ__WAIT_CHANNEL] = "a channel",
-        [SQ__WAIT_BARRIER] = "a barrier",
-        [SQ__WAIT_ONCE] = "a once initialisation",
-        [SQ__WAIT_SLEEP] = "a sleep",
-        [SQ__WAIT_IO] = "I/O",
-        [SQ__WAIT_JOIN] = "a task to finish (join)",
-        [SQ__WAIT_GROUP] = "a task group member",
-        [SQ__WAIT_BLOCKING] = "a blocking-pool job",
-    };
-    return kind >= 0 && kind < SQ__WAIT_NKINDS && names[kind] ? names[kind]
-                                                              : "something";
+    return kind >= 0 && kind < SQ__WAIT_NKINDS && kinds[kind].key
+               ? kinds[kind].key
+               : "other";
+}
+
+const char *sq__wait_kind_text(int kind)
+{
+    return kind >= 0 && kind < SQ__WAIT_NKINDS && kinds[kind].text
+               ? kinds[kind].text
+               : "something";
 }
 
 /* --------------------------------------------------------------- hooks */
@@ -393,7 +403,8 @@ static void h_wait_begin(sq__waiter *w)
             sq__report_init(&r, SQ_CHECK_HELD_ACROSS_WAIT);
             sq__report_add(&r, "  ");
             add_self(&r, c);
-            sq__report_add(&r, "\n  waits for %s", kind_name(w->kind));
+            sq__report_add(&r, "\n  waits for %s",
+                           sq__wait_kind_text(w->kind));
             if (w->obj)
                 sq__report_add(&r, " (%p)", w->obj);
             sq__report_add(&r, "\n");
@@ -424,13 +435,14 @@ static void h_wait_end(sq__waiter *w, int rc)
         sq__report_init(&r, SQ_CHECK_LONG_WAIT);
         sq__report_add(&r, "  ");
         add_self(&r, current_if_any());
-        sq__report_add(&r, "\n  waited for %s", kind_name(w->kind));
+        sq__report_add(&r, "\n  waited for %s",
+                       sq__wait_kind_text(w->kind));
         if (w->obj)
             sq__report_add(&r, " (%p)", w->obj);
         sq__report_add(&r, " for ");
-        add_age(&r, waited);
+        sq__report_age(&r, waited);
         sq__report_add(&r, " (threshold ");
-        add_age(&r, sq__check_cfg.long_wait_ns);
+        sq__report_age(&r, sq__check_cfg.long_wait_ns);
         sq__report_add(&r, ")%s\n  where it waited:\n",
                        rc == 0 ? "" : ", and gave up");
     }
@@ -518,11 +530,11 @@ static void h_lock_release(const void *lock, int mode)
             report = true;
             sq__report_init(&r, SQ_CHECK_LONG_HOLD);
             sq__report_add(&r, "  ");
-            add_ctx(&r, h->owner);
+            sq__report_ctx(&r, h->owner);
             sq__report_add(&r, "\n");
             sq__report_hold(&r, "held", h, now);
             sq__report_add(&r, "  threshold ");
-            add_age(&r, sq__check_cfg.long_hold_ns);
+            sq__report_age(&r, sq__check_cfg.long_hold_ns);
             sq__report_add(&r, "; released by %s\n",
                            c == h->owner ? "its holder" : (c ? c->name : "?"));
         }

@@ -427,24 +427,6 @@ static void known_sweep(void)
 
 /* --------------------------------------------------------- the reports */
 
-static void add_age(sq__report *r, int64_t ns)
-{
-    if (ns < 10 * SQ_USEC)
-        sq__report_add(r, "%lld ns", (long long)ns);
-    else if (ns < 10 * SQ_MSEC)
-        sq__report_add(r, "%lld us", (long long)(ns / SQ_USEC));
-    else
-        sq__report_add(r, "%lld ms", (long long)(ns / SQ_MSEC));
-}
-
-static void add_member(sq__report *r, const sq__cctx *c)
-{
-    sq__report_add(r, "  %s", c->name);
-    if (c->spawn_site)
-        sq__report_add(r, " (spawned at %s)", c->spawn_site);
-    sq__report_add(r, "\n");
-}
-
 void sq__deadlock_describe(sq__report *r, const sq__dl_step *s, int n,
                            int64_t now)
 {
@@ -452,12 +434,14 @@ void sq__deadlock_describe(sq__report *r, const sq__dl_step *s, int n,
         const sq__dl_step *in = &s[(k + n - 1) % n]; /* waits for s[k] */
         const sq__dl_step *out = &s[k];
         const sq__cctx *next = s[(k + 1) % n].ctx;
-        add_member(r, out->ctx);
+        sq__report_add(r, "  ");
+        sq__report_ctx(r, out->ctx);
+        sq__report_add(r, "\n");
         if (in->hold) {
             sq__report_add(r, "    holds %s %s (%p) taken at %s, ",
                            sq__mode_name(in->hold->mode), in->hold->cls,
                            in->hold->lock, in->hold->site);
-            add_age(r, now - in->hold->since);
+            sq__report_age(r, now - in->hold->since);
             sq__report_add(r, " ago\n");
         } else {
             sq__report_add(r,

@@ -222,33 +222,6 @@ static const char *state_name(int st)
     }
 }
 
-static const struct {
-    const char *key, *text;
-} kinds[SQ__WAIT_NKINDS] = {
-    [SQ__WAIT_OTHER] = {"other", "something"},
-    [SQ__WAIT_MUTEX] = {"mutex", "a mutex"},
-    [SQ__WAIT_RWLOCK] = {"rwlock", "a reader-writer lock"},
-    [SQ__WAIT_SEM] = {"semaphore", "a semaphore"},
-    [SQ__WAIT_NOTIFY] = {"notify", "a notify"},
-    [SQ__WAIT_CHANNEL] = {"channel", "a channel"},
-    [SQ__WAIT_BARRIER] = {"barrier", "a barrier"},
-    [SQ__WAIT_ONCE] = {"once", "a once initialisation"},
-    [SQ__WAIT_SLEEP] = {"sleep", "a sleep to end"},
-    [SQ__WAIT_IO] = {"io", "I/O"},
-    [SQ__WAIT_JOIN] = {"join", "a task to finish"},
-    [SQ__WAIT_GROUP] = {"group", "a task group member"},
-    [SQ__WAIT_BLOCKING] = {"blocking", "a blocking-pool job"},
-};
-
-static const char *kind_key(int k)
-{
-    return kinds[k].key ? kinds[k].key : "other";
-}
-
-static const char *kind_text(int k)
-{
-    return kinds[k].text ? kinds[k].text : "something";
-}
 
 static const char *mode_key(int mode)
 {
@@ -422,7 +395,7 @@ static void task_text(dout *o, const dtask *d)
     if (d->wait == W_UNREADABLE)
         put(o, ", waiting (for what could not be read)");
     if (d->wait == W_KNOWN) {
-        put(o, ", waits for %s", kind_text(d->kind));
+        put(o, ", waits for %s", sq__wait_kind_text(d->kind));
         if (d->obj)
             put(o, " (%p)", d->obj);
         const dtask *j = d->kind == SQ__WAIT_JOIN
@@ -453,7 +426,7 @@ static void task_json(dout *o, const dtask *d)
     } else if (d->wait == W_UNREADABLE) {
         put(o, "{\"kind\": \"unknown\"}");
     } else {
-        put(o, "{\"kind\": \"%s\", ", kind_key(d->kind));
+        put(o, "{\"kind\": \"%s\", ", sq__wait_kind_key(d->kind));
         if (d->obj)
             put_ptr(o, "object", d->obj);
         else

@@ -88,6 +88,14 @@ void sq__report_add(sq__report *r, const char *fmt, ...)
 /* Appends the calling thread's stack (function names when the program
  * is linked with -rdynamic), skipping `skip` innermost frames. */
 void sq__report_backtrace(sq__report *r, int skip);
+/* Appends a duration: "<n> ns", "<n> us" or "<n> ms". */
+void sq__report_age(sq__report *r, int64_t ns);
+/* Appends a context's name and, if known, " (spawned at <site>)". */
+void sq__report_ctx(sq__report *r, const sq__cctx *c);
+/* What a wait of `kind` (enum sq__wait_kind) waits for: a short key
+ * ("mutex", "sleep", ...) for JSON, and words for text ("a mutex"). */
+const char *sq__wait_kind_key(int kind);
+const char *sq__wait_kind_text(int kind);
 /* Appends "  <what> <cls> (<address>) taken at <site> <age> ago". */
 void sq__report_hold(sq__report *r, const char *what, const sq__hold *h,
                      int64_t now);

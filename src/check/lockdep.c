@@ -309,9 +309,8 @@ static sq__report *report_start(const sq__cctx *ctx, const void *lock,
     if (!r)
         return NULL;
     sq__report_init(r, SQ_CHECK_LOCK_ORDER);
-    sq__report_add(r, "  %s", ctx->name);
-    if (ctx->spawn_site)
-        sq__report_add(r, " (spawned at %s)", ctx->spawn_site);
+    sq__report_add(r, "  ");
+    sq__report_ctx(r, ctx);
     sq__report_add(r, "\n  takes %s %s (%p) at %s\n", mode_name(mode), cls,
                    lock, site);
     return r;

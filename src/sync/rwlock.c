@@ -76,6 +76,17 @@ static inline bool write_fast(sq_rwlock *l)
         memory_order_relaxed);
 }
 
+/* The permits of a lock in `mode`, and its one-CAS attempt. */
+static inline size_t need(int mode)
+{
+    return mode == SQ__LOCK_SHARED ? 1 : MAX;
+}
+
+static inline bool take_fast(sq_rwlock *l, int mode)
+{
+    return mode == SQ__LOCK_SHARED ? read_fast(l) : write_fast(l);
+}
+
 /* Takes the lock in `mode` (try: without waiting), telling the checks. */
 static SQ__NOINLINE int lock_checked(const sq__check_hooks *ck, sq_rwlock *l,
                                      int mode, int64_t deadline,
@@ -84,12 +95,10 @@ static SQ__NOINLINE int lock_checked(const sq__check_hooks *ck, sq_rwlock *l,
     ck->lock_acquire(l, l->_class, l->_sem._flags, mode, site, trylock);
     int rc;
     if (trylock)
-        rc = (mode == SQ__LOCK_SHARED ? read_fast(l) : write_fast(l))
-                 ? 0
-                 : -EBUSY;
+        rc = take_fast(l, mode) ? 0 : -EBUSY;
     else
-        rc = sq__sem_acquire_as(&l->_sem, mode == SQ__LOCK_SHARED ? 1 : MAX,
-                                deadline, true, SQ__WAIT_RWLOCK);
+        rc = sq__sem_acquire_as(&l->_sem, need(mode), deadline, true,
+                                SQ__WAIT_RWLOCK);
     if (rc == 0)
         ck->lock_acquired(l, l->_class, l->_sem._flags, mode, site);
     else
@@ -97,18 +106,36 @@ static SQ__NOINLINE int lock_checked(const sq__check_hooks *ck, sq_rwlock *l,
     return rc;
 }
 
-int sq_rwlock_read_lock_until_at(sq_rwlock *l, int64_t deadline,
-                                 const char *site)
+/* The lock and try-lock calls of both modes (mode is a constant at each
+ * call, so each public function keeps its own one-CAS fast path). */
+static inline int lock_until(sq_rwlock *l, int mode, int64_t deadline,
+                             const char *site)
 {
     if (deadline < 0)
         return -EINVAL;
     sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
-        return lock_checked(ck, l, SQ__LOCK_SHARED, deadline, site, false);
-    if (SQ__LIKELY(read_fast(l)))
+        return lock_checked(ck, l, mode, deadline, site, false);
+    if (SQ__LIKELY(take_fast(l, mode)))
         return 0;
-    return sq__sem_acquire_as(&l->_sem, 1, deadline, true, SQ__WAIT_RWLOCK);
+    return sq__sem_acquire_as(&l->_sem, need(mode), deadline, true,
+                              SQ__WAIT_RWLOCK);
+}
+
+static inline int try_lock(sq_rwlock *l, int mode, const char *site)
+{
+    sq__sched_point();
+    const sq__check_hooks *ck = SQ__CHECKS();
+    if (SQ__UNLIKELY(ck))
+        return lock_checked(ck, l, mode, SQ_FOREVER, site, true);
+    return take_fast(l, mode) ? 0 : -EBUSY;
+}
+
+int sq_rwlock_read_lock_until_at(sq_rwlock *l, int64_t deadline,
+                                 const char *site)
+{
+    return lock_until(l, SQ__LOCK_SHARED, deadline, site);
 }
 
 int sq_rwlock_read_lock_at(sq_rwlock *l, const char *site)
@@ -128,11 +155,7 @@ int(sq_rwlock_read_lock_until)(sq_rwlock *l, int64_t deadline)
 
 int sq_rwlock_try_read_lock_at(sq_rwlock *l, const char *site)
 {
-    sq__sched_point();
-    const sq__check_hooks *ck = SQ__CHECKS();
-    if (SQ__UNLIKELY(ck))
-        return lock_checked(ck, l, SQ__LOCK_SHARED, SQ_FOREVER, site, true);
-    return read_fast(l) ? 0 : -EBUSY;
+    return try_lock(l, SQ__LOCK_SHARED, site);
 }
 
 int(sq_rwlock_try_read_lock)(sq_rwlock *l)
@@ -164,15 +187,7 @@ int sq_rwlock_read_unlock(sq_rwlock *l)
 int sq_rwlock_write_lock_until_at(sq_rwlock *l, int64_t deadline,
                                   const char *site)
 {
-    if (deadline < 0)
-        return -EINVAL;
-    sq__sched_point();
-    const sq__check_hooks *ck = SQ__CHECKS();
-    if (SQ__UNLIKELY(ck))
-        return lock_checked(ck, l, SQ__LOCK_EXCL, deadline, site, false);
-    if (SQ__LIKELY(write_fast(l)))
-        return 0;
-    return sq__sem_acquire_as(&l->_sem, MAX, deadline, true, SQ__WAIT_RWLOCK);
+    return lock_until(l, SQ__LOCK_EXCL, deadline, site);
 }
 
 int sq_rwlock_write_lock_at(sq_rwlock *l, const char *site)
@@ -192,11 +207,7 @@ int(sq_rwlock_write_lock_until)(sq_rwlock *l, int64_t deadline)
 
 int sq_rwlock_try_write_lock_at(sq_rwlock *l, const char *site)
 {
-    sq__sched_point();
-    const sq__check_hooks *ck = SQ__CHECKS();
-    if (SQ__UNLIKELY(ck))
-        return lock_checked(ck, l, SQ__LOCK_EXCL, SQ_FOREVER, site, true);
-    return write_fast(l) ? 0 : -EBUSY;
+    return try_lock(l, SQ__LOCK_EXCL, site);
 }
 
 int(sq_rwlock_try_write_lock)(sq_rwlock *l)
