@@ -118,6 +118,21 @@ void sq_check_get_order_stats(sq_check_order_stats *out);
  * waits. */
 void sq_check_reset_order_graph(void);
 
+/* How long task-aware locks (sq_mutex, sq_rwlock) were held: every
+ * release of a lock taken after the checks were first switched on (any
+ * finding; from then on the checks track every hold, even if switched off
+ * again, so measuring it costs nothing more).  In a process that never
+ * switched them on nothing is measured and the counters stay at 0. */
+typedef struct sq_check_hold_stats {
+    uint64_t holds;        /* releases measured */
+    uint64_t hold_ns;      /* total time held */
+    uint64_t max_hold_ns;  /* the longest hold */
+} sq_check_hold_stats;
+
+/* Fills *out (not NULL).  Never fails or waits (it may briefly block on
+ * the checks' lock). */
+void sq_check_get_hold_stats(sq_check_hold_stats *out);
+
 /* --------------------------------------- deadlocks and the task dump */
 
 /* Searches the wait-for graph now: a task or thread trying to take a

@@ -133,6 +133,27 @@ int sq_run(sq_task_fn fn, void *arg, const sq_runtime_opts *opts,
  * NULL.  Never fails or waits. */
 sq_runtime *sq_runtime_current(void);
 
+/* Figures of one runtime, summed over its workers.  Counters only rise;
+ * tasks_alive is a level.  Each worker counts into its own cache line, so
+ * keeping them costs the scheduler no shared writes. */
+typedef struct sq_runtime_stats {
+    unsigned workers;        /* worker threads */
+    uint64_t tasks_spawned;  /* tasks created since the runtime started */
+    uint64_t tasks_alive;    /* spawned, stack not yet given back (a task
+                              * just joined may count a moment longer) */
+    uint64_t switches;       /* times a worker resumed a task */
+    uint64_t steals;         /* tasks taken from another worker's queue */
+    uint64_t parks;          /* times a worker went to sleep for lack of work */
+    uint64_t io_handles;     /* sockets and pipes registered with the reactor */
+} sq_runtime_stats;
+
+/* Fills *out with rt's figures (rt NULL: the calling thread's runtime).
+ * The fields are read one by one without stopping the workers, so they
+ * are each exact but not one atomic snapshot.  Fails with -EINVAL when
+ * out is NULL or there is no runtime.  Never waits; safe from any thread
+ * while rt exists. */
+int sq_runtime_stats_get(sq_runtime *rt, sq_runtime_stats *out);
+
 /* -------------------------------------------------------------- tasks */
 
 /* A join handle.  Copyable value; at most one of sq_join (successful),

@@ -268,6 +268,31 @@ void sq_oneshot_close_send(sq_oneshot *o);
  * can still be received.  Idempotent.  Never waits. */
 void sq_oneshot_close_recv(sq_oneshot *o);
 
+/* -------------------------------------------------------------- stats */
+
+/* Buckets of the lock-wait histogram: bucket i counts waits that took less
+ * than 2^i microseconds (i < SQ_SYNC_WAIT_BUCKETS - 1); the last bucket
+ * counts the rest. */
+#define SQ_SYNC_WAIT_BUCKETS 17
+
+/* Process-wide figures of the task-aware locks (mutex, rwlock, semaphore:
+ * every acquisition that goes through their wait queue).  Acquisitions
+ * that find the lock free are not counted: they cost one atomic operation
+ * and counting them would double that.  Counters only rise. */
+typedef struct sq_sync_stats {
+    uint64_t waits;        /* acquisitions that had to queue */
+    uint64_t wait_ns;      /* total time those waits took */
+    uint64_t timeouts;     /* waits that ended with -ETIMEDOUT */
+    uint64_t cancels;      /* waits that ended with -ECANCELED */
+    uint64_t wait_buckets[SQ_SYNC_WAIT_BUCKETS]; /* not cumulative */
+} sq_sync_stats;
+
+/* Fills *out (not NULL).  The counters are kept per CPU, so waiting
+ * threads never write a shared cache line to count; the sum is exact for
+ * waits that finished before the call, not one atomic snapshot.  Never
+ * fails or waits. */
+void sq_sync_stats_get(sq_sync_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -515,6 +515,16 @@ static void h_lock_abandon(const void *lock, int mode)
     pthread_mutex_unlock(&sq__check_lock);
 }
 
+/* sq_check_get_hold_stats; under sq__check_lock. */
+static sq_check_hold_stats hold_stats;
+
+void sq_check_get_hold_stats(sq_check_hold_stats *out)
+{
+    pthread_mutex_lock(&sq__check_lock);
+    *out = hold_stats;
+    pthread_mutex_unlock(&sq__check_lock);
+}
+
 static void h_lock_release(const void *lock, int mode)
 {
     int64_t now = sq_now();
@@ -525,6 +535,11 @@ static void h_lock_release(const void *lock, int mode)
     sq__report r;
     if (h) {
         hold_remove(h);
+        uint64_t held = now > h->since ? (uint64_t)(now - h->since) : 0;
+        hold_stats.holds++;
+        hold_stats.hold_ns += held;
+        if (held > hold_stats.max_hold_ns)
+            hold_stats.max_hold_ns = held;
         if (on(SQ_CHECK_LONG_HOLD) &&
             now - h->since > sq__check_cfg.long_hold_ns) {
             report = true;

@@ -310,6 +310,11 @@ typedef struct sq__worker {
     long long fair_top;         /* deque top seen at the last fairness check */
     int64_t fair_since;         /* ... and since when it has not moved */
     uint32_t rng;
+    /* sq_runtime_stats figures: written by the owner only (a plain load
+     * and store, no locked instruction), read by anyone */
+    struct {
+        _Atomic uint64_t spawned, switches, steals, parks;
+    } stats;
     bool searching;
     bool det;                   /* deterministic mode (rt->seed != 0) */
     atomic_uint parked;         /* futex word: 1 while parked */
@@ -331,6 +336,13 @@ typedef struct sq__worker {
     uint32_t det_n, det_cap;
 } sq__worker;
 
+/* Counts one event in a worker's statistics (owner only). */
+#define SQ__STAT_INC(w, field)                                              \
+    atomic_store_explicit(                                                  \
+        &(w)->stats.field,                                                  \
+        atomic_load_explicit(&(w)->stats.field, memory_order_relaxed) + 1,  \
+        memory_order_relaxed)
+
 enum { SQ__SW_NONE, SQ__SW_PARK, SQ__SW_YIELD, SQ__SW_EXIT };
 
 /* ------------------------------------------------------ runtime */
@@ -344,6 +356,7 @@ struct sq_runtime {
     atomic_bool shutting_down;
     atomic_bool stop;
     atomic_long alive;          /* tasks not yet finished (+ unreaped) */
+    _Atomic uint64_t spawned_outside; /* spawns from outside threads */
 
     /* global run queue */
     _Alignas(SQ__CACHELINE) pthread_mutex_t gq_lock;

@@ -162,3 +162,33 @@ int sq_run(sq_task_fn fn, void *arg, const sq_runtime_opts *opts,
     sq_runtime_destroy(rt);
     return rc;
 }
+
+/* ------------------------------------------------------------ stats */
+
+int sq_runtime_stats_get(sq_runtime *rt, sq_runtime_stats *out)
+{
+    if (!rt)
+        rt = sq_runtime_current();
+    if (!rt || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->workers = (unsigned)rt->nworkers;
+    out->tasks_spawned =
+        atomic_load_explicit(&rt->spawned_outside, memory_order_relaxed);
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__worker *w = &rt->workers[i];
+        out->tasks_spawned +=
+            atomic_load_explicit(&w->stats.spawned, memory_order_relaxed);
+        out->switches +=
+            atomic_load_explicit(&w->stats.switches, memory_order_relaxed);
+        out->steals +=
+            atomic_load_explicit(&w->stats.steals, memory_order_relaxed);
+        out->parks +=
+            atomic_load_explicit(&w->stats.parks, memory_order_relaxed);
+    }
+    long alive = atomic_load_explicit(&rt->alive, memory_order_relaxed);
+    out->tasks_alive = alive > 0 ? (uint64_t)alive : 0;
+    long io = atomic_load_explicit(&rt->io_live, memory_order_relaxed);
+    out->io_handles = io > 0 ? (uint64_t)io : 0;
+    return 0;
+}

@@ -463,6 +463,7 @@ static void park_worker(sq__worker *w)
     sq__fence();
     if ((work_visible(rt) || atomic_load(&rt->stop)) && unregister_parked(w))
         return;
+    SQ__STAT_INC(w, parks);
 
     bool self_removed = false;
     if (pthread_mutex_trylock(&rt->driver_lock) == 0) {
@@ -503,8 +504,10 @@ static sq__task *steal_any(sq__worker *w)
         sq__task *t = dq_steal(&v->dq);
         if (!t)
             t = rq_steal(w, v);
-        if (t)
+        if (t) {
+            SQ__STAT_INC(w, steals);
             return t;
+        }
     }
     return NULL;
 }
@@ -820,9 +823,11 @@ static void do_switch(sq__worker *w, sq__ctx *from, sq__task *to, bool dying)
 #ifdef SQ__TSAN
     __tsan_switch_to_fiber(to ? to->tsan_fiber : w->tsan_fiber, 0);
 #endif
-    if (to)
+    if (to) {
         atomic_exchange_explicit(&to->state, SQ__T_RUNNING,
                                  memory_order_acq_rel);
+        SQ__STAT_INC(w, switches);
+    }
     w->cur = to;
     sq__ctx_switch(from, to ? &to->ctx : &w->sched_ctx);
 #ifdef SQ__ASAN

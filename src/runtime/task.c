@@ -238,6 +238,11 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     t->name[n] = 0;
     atomic_store(&t->id, new_id(w));
     atomic_fetch_add_explicit(&rt->alive, 1, memory_order_relaxed);
+    if (w && w->rt == rt)
+        SQ__STAT_INC(w, spawned);
+    else
+        atomic_fetch_add_explicit(&rt->spawned_outside, 1,
+                                  memory_order_relaxed);
     registry_add(rt, t, w ? w->index % SQ__REG_SHARDS
                           : (int)(t->id % SQ__REG_SHARDS));
     *out = t;

@@ -214,6 +214,9 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
     queue_push(s, &sw.w);
     sq__spin_unlock(sem_lock(s));
 
+    bool counted = kind == SQ__WAIT_MUTEX || kind == SQ__WAIT_RWLOCK ||
+                   kind == SQ__WAIT_SEM;
+    int64_t started = counted ? sq_now() : 0;
     int rc = sq__waiter_wait(&sw.w, deadline, cancellable);
 
     /* Always retake the lock: the waker may still be inside the wake-up
@@ -222,6 +225,8 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
     if (atomic_load_explicit(&sw.w.signalled, memory_order_acquire)) {
         rc = sw.w.status; /* granted (0) or closed (-ESHUTDOWN) */
         sq__spin_unlock(sem_lock(s));
+        if (counted)
+            sq__sync_stat_wait(started, rc);
         return rc;
     }
     /* Timed out or cancelled while still queued: leave, and pass on what
@@ -237,6 +242,8 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
     wake_listed(&wl);
     if (back)
         sq__sem_release(s, back, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_SATURATE, 0);
+    if (counted)
+        sq__sync_stat_wait(started, rc);
     return rc;
 }
 

@@ -36,6 +36,10 @@ int sq__sem_acquire(sq_sem *s, size_t n, int64_t deadline, bool cancellable);
 int sq__sem_acquire_as(sq_sem *s, size_t n, int64_t deadline,
                        bool cancellable, int kind);
 
+/* Counts, in sq_sync_stats, one lock wait that began at `started` (sq_now)
+ * and ended with rc (stats.c). */
+void sq__sync_stat_wait(int64_t started, int rc);
+
 /* Takes n permits if available now and nobody waits: 0, -EAGAIN,
  * -ESHUTDOWN. */
 int sq__sem_try_acquire(sq_sem *s, size_t n);
