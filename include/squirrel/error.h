@@ -15,8 +15,9 @@ extern "C" {
 #endif
 
 /* Returns a static, human-readable description of a Squirrel return code
- * (negative errno value) or of 0.  Never fails, never waits; unknown codes
- * give "unknown error".  Thread-safe. */
+ * (negative errno value) or of 0.  Never fails, never waits; any other
+ * negative errno value gets the C library's description, and codes that
+ * are not errno values give "unknown error".  Thread-safe. */
 const char *sq_strerror(int code);
 
 #ifdef __cplusplus

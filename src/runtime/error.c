@@ -3,7 +3,8 @@
 #include <string.h>
 
 /* strerror() is not thread-safe and strerror_r() has two incompatible
- * variants; the codes Squirrel returns are few, so name them here. */
+ * variants; the codes Squirrel returns are few, so name them here (in
+ * Squirrel's words), and ask glibc's strerrordesc_np for the rest. */
 const char *sq_strerror(int code)
 {
     switch (code) {
@@ -30,6 +31,11 @@ const char *sq_strerror(int code)
     case -EEXIST: return "already exists";
     case -ENOTCONN: return "not connected";
     case -EINTR: return "interrupted";
-    default: return "unknown error";
+    default: {
+        /* Any other errno value (a user's job may return -EIO): glibc's
+         * static, thread-safe description. */
+        const char *d = code < 0 ? strerrordesc_np(-code) : NULL;
+        return d ? d : "unknown error";
+    }
     }
 }

@@ -20,6 +20,7 @@ typedef struct captured {
 } captured;
 
 static captured cap;
+static atomic_int reports; /* what the root can poll while tasks run */
 
 static int bit_index(unsigned f)
 {
@@ -33,6 +34,7 @@ static void capture(unsigned finding, const char *text, void *arg)
 {
     (void)arg;
     cap.n[bit_index(finding)]++;
+    atomic_fetch_add(&reports, 1);
     if (cap.ntext < 8)
         snprintf(cap.text[cap.ntext++], sizeof cap.text[0], "%s", text);
 }
@@ -101,8 +103,11 @@ static void *held_root(void *arg)
 
     sq_mpsc ch;
     CHECK_EQ(sq_mpsc_init(&ch, sizeof(int), 4), 0);
+    int before = atomic_load(&reports);
     CHECK_EQ(sq_spawn(&t, channel_waiter, &ch, &co), 0);
-    sq_sleep(2 * SQ_MSEC); /* let it wait */
+    /* The report comes as the reader starts to wait: send after it. */
+    for (int i = 0; i < 5000 && atomic_load(&reports) == before; i++)
+        sq_sleep(SQ_MSEC);
     int v = 42;
     CHECK_EQ(sq_mpsc_send(&ch, &v), 0);
     void *r;
