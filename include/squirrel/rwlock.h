@@ -82,8 +82,10 @@ int(sq_rwlock_try_read_lock)(sq_rwlock *l);
 
 /* Gives a read lock back; if it was the last one and a writer is at the
  * head of the queue, the writer now holds the lock.  Returns 0, or -EPERM
- * if nobody held the lock (nothing changes).  Never waits; safe from any
- * task or thread (not owner-bound). */
+ * if nobody held the lock (nothing changes).  A task that hands the lock
+ * over yields once (squirrel/sync.h, "hand-off, then run").  Never waits;
+ * not a cancellation point; safe from any task or thread (not
+ * owner-bound). */
 int sq_rwlock_read_unlock(sq_rwlock *l);
 
 /* Takes the write (exclusive) lock, waiting (FIFO) while anyone holds the
@@ -104,16 +106,19 @@ int(sq_rwlock_try_write_lock)(sq_rwlock *l);
 /* Gives the write lock back: the waiters at the head of the queue get it
  * in order (a run of readers all at once, or one writer).  Returns 0, or
  * -EPERM if the lock was free or read-locked (nothing changes; see "not
- * owner-bound" above for what cannot be detected).
- * Never waits; safe from any task or thread. */
+ * owner-bound" above for what cannot be detected).  A task that hands the
+ * lock over yields once (squirrel/sync.h, "hand-off, then run").
+ * Never waits; not a cancellation point; safe from any task or thread. */
 int sq_rwlock_write_unlock(sq_rwlock *l);
 
 /* Turns the write lock the caller holds into a read lock, atomically: no
  * writer can take the lock in between.  The readers queued at the head of
  * the queue (up to the first queued writer) get their read locks at once.
  * Returns 0, or -EPERM if the lock was free or read-locked (nothing
- * changes).  Never waits; safe from any task or thread.  Release
- * the result with sq_rwlock_read_unlock. */
+ * changes).  Unlike an unlock it does not yield (the caller still holds
+ * a read lock, which it should use and give back soon).  Never waits;
+ * not a cancellation point; safe from any task or thread.  Release the
+ * result with sq_rwlock_read_unlock. */
 int sq_rwlock_downgrade(sq_rwlock *l);
 
 /* The lock calls with the place of the call (for the checks' reports);

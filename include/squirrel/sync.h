@@ -23,6 +23,14 @@
  *    then sees -ECANCELED at its next cancellation point).
  *  - A call that can complete without waiting completes even if the
  *    calling task has been aborted.
+ *  - Hand-off, then run: when a task's unlock or release (sq_mutex,
+ *    sq_rwlock, sq_sem) hands the lock or permits to waiting tasks, the
+ *    releasing task yields once so that they run at once, before it goes
+ *    on.  A lock handed to a task that sits in a run queue blocks everyone
+ *    queued behind it; letting it run first keeps contended locks from
+ *    forming convoys (the idea of Go's semaphore hand-off).  This yield
+ *    is not a wait and not a cancellation point; a plain thread does not
+ *    yield.
  *  - A primitive must not be destroyed, or its memory reused, while a call
  *    on it is in progress.  The hand-offs that end a wait are the
  *    exception that makes stack allocation work: when a waiting call
@@ -102,7 +110,9 @@ int sq_sem_try_acquire(sq_sem *s, size_t n);
  * is left becomes available.  Works on a closed semaphore too (the permits
  * become available for sq_sem_available's count).  Returns 0, or
  * -EOVERFLOW if the available count would exceed SQ_SEM_MAX_PERMITS
- * (nothing is released then).  Never waits; safe from any thread. */
+ * (nothing is released then).  When permits go to waiting tasks, a
+ * releasing task yields once ("hand-off, then run" above).  Never waits;
+ * not a cancellation point; safe from any thread. */
 int sq_sem_release(sq_sem *s, size_t n);
 
 /* Adds n new permits (grows the semaphore).  Same behaviour and errors as
@@ -184,9 +194,11 @@ int sq_mutex_try_lock_at(sq_mutex *m, const char *site);
     sq_mutex_lock_until_at((m), (deadline), SQ_SITE)
 #define sq_mutex_try_lock(m) sq_mutex_try_lock_at((m), SQ_SITE)
 
-/* Unlocks m, handing it to the first waiter if there is one.  Returns 0,
- * or -EPERM if m is not locked (nothing changes).  Never waits; safe from
- * any task or thread (see "not owner-bound" above). */
+/* Unlocks m, handing it to the first waiter if there is one (and then,
+ * from a task, yielding once: "hand-off, then run" above).  Returns 0, or
+ * -EPERM if m is not locked (nothing changes).  Never waits; not a
+ * cancellation point; safe from any task or thread (see "not owner-bound"
+ * above). */
 int sq_mutex_unlock(sq_mutex *m);
 
 /* ------------------------------------------------------------- notify */

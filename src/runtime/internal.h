@@ -152,6 +152,9 @@ enum sq__wait_kind {
 typedef struct sq__task {
     sq__ctx ctx;
     atomic_int state;
+    /* Queued by a sync hand-off on its worker (sq__task_wake_handoff):
+     * thieves leave it there while that worker keeps switching. */
+    atomic_bool handoff;
     int cancel_mask;               /* only touched by the task itself */
     atomic_bool cancel_req;
     bool started;
@@ -310,6 +313,9 @@ typedef struct sq__worker {
     long long fair_top;         /* deque top seen at the last fairness check */
     int64_t fair_since;         /* ... and since when it has not moved */
     uint32_t rng;
+    /* per other worker: its switch count when last looked at, and since
+     * when it has not moved (steal_any; NULL if it could not be had) */
+    struct sq__seen { uint64_t switches; int64_t since; } *seen;
     /* sq_runtime_stats figures: written by the owner only (a plain load
      * and store, no locked instruction), read by anyone */
     struct {
@@ -417,6 +423,11 @@ sq__worker *sq__worker_current(void);
 sq__task *sq__task_current(void);
 
 void sq__task_wake(sq__task *t);
+/* sq__task_wake for a task the sync layer handed a lock, permits or a
+ * message to, called on a worker of the task's runtime: the task is queued
+ * on that worker and other workers do not steal it while that worker is
+ * making progress (see steal_any in sched.c). */
+void sq__task_wake_handoff(sq__task *t);
 /* Suspends the current task until sq__task_wake (possibly spuriously:
  * callers loop on their own condition). */
 void sq__task_park(void);

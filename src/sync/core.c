@@ -135,6 +135,8 @@ static void signal_locked(wake_list *wl, sq__waiter *w)
     sq__worker *me = sq__worker_current();
     if (wl->n < WAKE_BATCH && me && me->rt == t->rt)
         wl->task[wl->n++] = t;
+    else if (me && me->rt == t->rt)
+        sq__task_wake_handoff(t);
     else
         sq__task_wake(t);
 }
@@ -142,7 +144,7 @@ static void signal_locked(wake_list *wl, sq__waiter *w)
 static void wake_listed(wake_list *wl)
 {
     for (int i = 0; i < wl->n; i++)
-        sq__task_wake(wl->task[i]);
+        sq__task_wake_handoff(wl->task[i]);
     wl->n = 0;
 }
 
@@ -284,8 +286,24 @@ int sq__sem_try_acquire(sq_sem *s, size_t n)
 
 /* ------------------------------------------------------------- release */
 
-int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
-                    int err)
+/* The tasks handed permits are woken; with `yield`, a task releasing
+ * from a worker then lets them run before it goes on (see
+ * sq__sem_release_lock in core.h).  s is not touched here: it may be gone
+ * once the permits are handed over. */
+static int released(wake_list *wl, bool yield, int rc)
+{
+    int woke = wl->n;
+    wake_listed(wl);
+    if (yield && woke) {
+        sq__worker *me = sq__worker_current();
+        if (me && me->cur)
+            sq__sched_switch_away(SQ__SW_YIELD);
+    }
+    return rc;
+}
+
+static int release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
+                   int err, bool yield)
 {
     if (n == 0)
         return 0;
@@ -299,18 +317,14 @@ int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
             size_t avail = avail_of(old);
             size_t add = n;
             if (avail > limit || n > limit - avail) {
-                if (over == SQ__SEM_OVER_FAIL) {
-                    wake_listed(&wl);
-                    return err;
-                }
+                if (over == SQ__SEM_OVER_FAIL)
+                    return released(&wl, yield, err);
                 add = avail >= limit ? 0 : limit - avail;
             }
             if (atomic_compare_exchange_weak_explicit(
                     &s->_state, &old, old + permits(add),
-                    memory_order_release, memory_order_relaxed)) {
-                wake_listed(&wl);
-                return 0;
-            }
+                    memory_order_release, memory_order_relaxed))
+                return released(&wl, yield, 0);
         }
         /* Waiters: hand the permits over under the lock. */
         sq__spin_lock(sem_lock(s));
@@ -318,13 +332,22 @@ int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
             SQ__SEM_WAITERS)
             n = dispatch_locked(s, n, &wl);
         sq__spin_unlock(sem_lock(s));
-        if (n == 0) {
-            wake_listed(&wl);
-            return 0;
-        }
+        if (n == 0)
+            return released(&wl, yield, 0);
         /* The queue emptied (or was empty by the time we locked): add the
          * rest to the count. */
     }
+}
+
+int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
+                    int err)
+{
+    return release(s, n, limit, over, err, false);
+}
+
+int sq__sem_release_lock(sq_sem *s, size_t n, size_t limit, int err)
+{
+    return release(s, n, limit, SQ__SEM_OVER_FAIL, err, true);
 }
 
 /* ------------------------------------------------- notify_all, close */

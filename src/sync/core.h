@@ -52,6 +52,16 @@ int sq__sem_try_acquire(sq_sem *s, size_t n);
 int sq__sem_release(sq_sem *s, size_t n, size_t limit, enum sq__sem_over over,
                     int err);
 
+/* sq__sem_release for locks (mutex, rwlock, semaphore), refusing past
+ * `limit` with err: when the release hands the lock to waiting tasks and
+ * the caller is a task, the caller then yields so they run at once, before
+ * it goes on (the idea of Go's semaphore hand-off).  A lock granted to a
+ * task that is queued but not running blocks everyone behind it; without
+ * this, contended locks spread over the workers form convoys, every
+ * acquisition paying for a park and a wake-up.  Not a cancellation point;
+ * a plain thread does not yield. */
+int sq__sem_release_lock(sq_sem *s, size_t n, size_t limit, int err);
+
 /* Wakes every queued waiter as if its whole request had been granted
  * (new permits, created for them; nothing becomes available).  For
  * sq_notify_all. */

@@ -118,7 +118,7 @@ int sq_mutex_unlock(sq_mutex *m)
     }
     /* Waiters (hand the lock to the first) or not locked (-EPERM: the
      * count would exceed 1). */
-    int rc = sq__sem_release(&m->_sem, 1, 1, SQ__SEM_OVER_FAIL, -EPERM);
+    int rc = sq__sem_release_lock(&m->_sem, 1, 1, -EPERM);
     sq__sched_point();
     return rc;
 }

@@ -179,7 +179,7 @@ int sq_rwlock_read_unlock(sq_rwlock *l)
     }
     /* Waiters (the permit goes to the head), or nobody held a read lock
      * (-EPERM: the count would exceed MAX). */
-    int rc = sq__sem_release(&l->_sem, 1, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    int rc = sq__sem_release_lock(&l->_sem, 1, MAX, -EPERM);
     sq__sched_point();
     return rc;
 }
@@ -228,7 +228,7 @@ int sq_rwlock_write_unlock(sq_rwlock *l)
         return 0;
     }
     /* Waiters, or not write-locked (-EPERM: more than MAX in total). */
-    int rc = sq__sem_release(&l->_sem, MAX, MAX, SQ__SEM_OVER_FAIL, -EPERM);
+    int rc = sq__sem_release_lock(&l->_sem, MAX, MAX, -EPERM);
     sq__sched_point();
     return rc;
 }

@@ -41,8 +41,7 @@ int sq_sem_try_acquire(sq_sem *s, size_t n)
 
 int sq_sem_release(sq_sem *s, size_t n)
 {
-    int rc = sq__sem_release(s, n, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_FAIL,
-                             -EOVERFLOW);
+    int rc = sq__sem_release_lock(s, n, SQ_SEM_MAX_PERMITS, -EOVERFLOW);
     sq__sched_point(); /* after the release: others may take the permits */
     return rc;
 }
