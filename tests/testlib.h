@@ -5,6 +5,7 @@
 #define SQ_TESTLIB_H
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,6 +43,30 @@ void sq_test_fail(const char *file, int line, const char *what);
 /* Runs fn(arg) as the root task of a fresh runtime with `workers`
  * workers, checks it ran, shuts down, and returns the root's result. */
 void *sq_test_run(int workers, sq_task_fn fn, void *arg);
+
+/* xorshift32: a fast, good-enough generator for randomised schedules;
+ * *x must not start at 0. */
+static inline uint32_t sq_test_rnd(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Polls `cond`, sleeping briefly (so that other tasks of a single worker
+ * run), until it holds; fails the test after 30 s.  From a task. */
+#define WAIT_UNTIL(cond)                                              \
+    do {                                                              \
+        int64_t wu_deadline_ = sq_now() + 30 * SQ_SEC;                \
+        while (!(cond)) {                                             \
+            if (sq_now() > wu_deadline_) {                            \
+                CHECK(cond);                                          \
+                break;                                                \
+            }                                                         \
+            sq_sleep(50 * SQ_USEC);                                   \
+        }                                                             \
+    } while (0)
 
 /* True when built with a sanitizer or run under emulation: time bounds
  * are looser there. */

@@ -14,14 +14,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 static const sq_processor_opts small_jobs = {.spawn = &small};
 
@@ -148,13 +140,13 @@ static int job(size_t i, void *arg, void **result)
         break;
     case K_YIELD:
     case K_FAIL:
-        for (int y = (int)(rnd(&x) % 4); y > 0 && rc == 0; y--)
+        for (int y = (int)(sq_test_rnd(&x) % 4); y > 0 && rc == 0; y--)
             rc = sq_yield();
         if (rc == 0 && J->kind[i] == K_FAIL)
             rc = code_of(i);
         break;
     case K_NAP:
-        rc = sq_sleep((int64_t)(rnd(&x) % 200) * SQ_USEC);
+        rc = sq_sleep((int64_t)(sq_test_rnd(&x) % 200) * SQ_USEC);
         break;
     case K_GATE:
     case K_GFAIL:
@@ -311,7 +303,7 @@ static void *order_root(void *arg)
                 size_t k = ks[b];
                 jobs *J = jobs_new(n);
                 for (size_t i = 0; i < n; i++)
-                    J->kind[i] = (unsigned char)(rnd(&x) % 3); /* OK/YIELD/NAP */
+                    J->kind[i] = (unsigned char)(sq_test_rnd(&x) % 3); /* OK/YIELD/NAP */
                 void **res = malloc(n * sizeof *res);
                 for (size_t i = 0; i < n; i++)
                     res[i] = (void *)1; /* must be overwritten */
@@ -388,8 +380,8 @@ static void *fail_fast_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 99;
     for (int rep = 0; rep < ITER(40); rep++) {
-        size_t k = 1 + rnd(&x) % 8, n = k + rnd(&x) % 30;
-        size_t f = rnd(&x) % k;
+        size_t k = 1 + sq_test_rnd(&x) % 8, n = k + sq_test_rnd(&x) % 30;
+        size_t f = sq_test_rnd(&x) % k;
         jobs *J = jobs_new(n);
         for (size_t i = 0; i < n; i++)
             J->kind[i] = K_LONG;
@@ -471,12 +463,12 @@ static void *fail_stress_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 4242;
     for (int rep = 0; rep < ITER(400); rep++) {
-        size_t n = 1 + rnd(&x) % 60, k = 1 + rnd(&x) % (n + 3);
-        unsigned fail_pct = rnd(&x) % 4 == 0 ? 0 : rnd(&x) % 10;
+        size_t n = 1 + sq_test_rnd(&x) % 60, k = 1 + sq_test_rnd(&x) % (n + 3);
+        unsigned fail_pct = sq_test_rnd(&x) % 4 == 0 ? 0 : sq_test_rnd(&x) % 10;
         jobs *J = jobs_new(n);
         for (size_t i = 0; i < n; i++)
-            J->kind[i] = rnd(&x) % 100 < fail_pct ? K_FAIL
-                                                   : (unsigned char)(rnd(&x) % 3);
+            J->kind[i] = sq_test_rnd(&x) % 100 < fail_pct ? K_FAIL
+                                                   : (unsigned char)(sq_test_rnd(&x) % 3);
         void **res = malloc(n * sizeof *res);
         sq_process_report r;
         int rc = sq_process(n, k, job, J, res, &small_jobs, &r);
@@ -527,17 +519,17 @@ static int explore_body(void *arg)
     /* The shape varies from seed to seed, deterministically in the order
      * the seeds run (not with SQ_EXPLORE_SEED alone, which runs one). */
     uint32_t x = 2654435761u * (atomic_fetch_add(&explore_runs, 1) + 1) | 1;
-    size_t n = 1 + rnd(&x) % 12, k = 1 + rnd(&x) % (n + 1);
+    size_t n = 1 + sq_test_rnd(&x) % 12, k = 1 + sq_test_rnd(&x) % (n + 1);
     jobs *J = jobs_new(n);
     J->alloc = true;
     for (size_t i = 0; i < n; i++)
-        J->kind[i] = rnd(&x) % 6 == 0 ? K_FAIL : K_YIELD;
+        J->kind[i] = sq_test_rnd(&x) % 6 == 0 ? K_FAIL : K_YIELD;
     sq_processor_opts o = {.spawn = &small, .discard = discard};
     sq_processor *p;
     if (sq_processor_create(&p, n, k, job, J, &o) != 0)
         return 1;
-    explore_arg ea = {p, (int)(rnd(&x) % 20)};
-    bool cancel = rnd(&x) % 2;
+    explore_arg ea = {p, (int)(sq_test_rnd(&x) % 20)};
+    bool cancel = sq_test_rnd(&x) % 2;
     sq_task t;
     if (cancel && sq_spawn(&t, canceller, &ea, &small) != 0)
         return 1;
@@ -612,7 +604,7 @@ static void *caller_cancel_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 5;
     for (int rep = 0; rep < ITER(40); rep++) {
-        size_t k = 1 + rnd(&x) % 8, s = rnd(&x) % 10, n = s + k + rnd(&x) % 20;
+        size_t k = 1 + sq_test_rnd(&x) % 8, s = sq_test_rnd(&x) % 10, n = s + k + sq_test_rnd(&x) % 20;
         batch_arg b = {.J = jobs_new(n), .n = n, .k = k};
         b.res = malloc(n * sizeof *b.res);
         for (size_t i = 0; i < n; i++)
@@ -676,14 +668,14 @@ static void *stream_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 77;
     for (int rep = 0; rep < ITER(300); rep++) {
-        size_t n = rnd(&x) % 50, k = 1 + rnd(&x) % (n + 3);
+        size_t n = sq_test_rnd(&x) % 50, k = 1 + sq_test_rnd(&x) % (n + 3);
         bool with_failures = rep % 3 == 0;
         jobs *J = jobs_new(n);
         J->alloc = true;
         for (size_t i = 0; i < n; i++)
-            J->kind[i] = with_failures && rnd(&x) % 10 == 0
+            J->kind[i] = with_failures && sq_test_rnd(&x) % 10 == 0
                              ? K_FAIL
-                             : (unsigned char)(rnd(&x) % 3);
+                             : (unsigned char)(sq_test_rnd(&x) % 3);
         sq_processor_opts o = {.spawn = &small, .discard = discard};
         sq_processor *p;
         CHECK_EQ(sq_processor_create(&p, n, k, job, J, &o), 0);
@@ -726,15 +718,15 @@ static void *destroy_midway_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 31;
     for (int rep = 0; rep < ITER(150); rep++) {
-        size_t n = 1 + rnd(&x) % 40, k = 1 + rnd(&x) % 8;
+        size_t n = 1 + sq_test_rnd(&x) % 40, k = 1 + sq_test_rnd(&x) % 8;
         jobs *J = jobs_new(n);
         J->alloc = true;
         for (size_t i = 0; i < n; i++)
-            J->kind[i] = rnd(&x) % 4 == 0 ? K_LONG : (unsigned char)(rnd(&x) % 3);
+            J->kind[i] = sq_test_rnd(&x) % 4 == 0 ? K_LONG : (unsigned char)(sq_test_rnd(&x) % 3);
         sq_processor_opts o = {.spawn = &small, .discard = discard};
         sq_processor *p;
         CHECK_EQ(sq_processor_create(&p, n, k, job, J, &o), 0);
-        size_t m = rnd(&x) % (n + 1);
+        size_t m = sq_test_rnd(&x) % (n + 1);
         int delivered = 0;
         sq_job_outcome out;
         for (size_t i = 0; i < m; i++) {
@@ -790,7 +782,7 @@ static void *cancel_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 3;
     for (int rep = 0; rep < ITER(40); rep++) {
-        size_t k = 1 + rnd(&x) % 6, n = k + rnd(&x) % 20;
+        size_t k = 1 + sq_test_rnd(&x) % 6, n = k + sq_test_rnd(&x) % 20;
         jobs *J = jobs_new(n);
         for (size_t i = 0; i < n; i++)
             J->kind[i] = K_LONG;
@@ -843,7 +835,7 @@ static void *consumer_cancel_root(void *arg)
     uint64_t base = alive_now(rt);
     uint32_t x = 11;
     for (int rep = 0; rep < ITER(40); rep++) {
-        size_t k = 1 + rnd(&x) % 6, s = rnd(&x) % 5, n = s + k + rnd(&x) % 20;
+        size_t k = 1 + sq_test_rnd(&x) % 6, s = sq_test_rnd(&x) % 5, n = s + k + sq_test_rnd(&x) % 20;
         jobs *J = jobs_new(n);
         for (size_t i = 0; i < n; i++)
             J->kind[i] = i < s ? K_OK : K_LONG;
@@ -981,12 +973,12 @@ static void *plain_thread_client(void *arg)
     uint32_t x = ta->seed;
     sq_processor_opts po = {.runtime = ta->rt, .spawn = &small};
     for (int rep = 0; rep < ITER(60); rep++) {
-        size_t n = 1 + rnd(&x) % 40, k = 1 + rnd(&x) % (n + 2);
+        size_t n = 1 + sq_test_rnd(&x) % 40, k = 1 + sq_test_rnd(&x) % (n + 2);
         jobs *J = jobs_new(n);
         bool fail = rep % 4 == 3;
         for (size_t i = 0; i < n; i++)
-            J->kind[i] = fail && rnd(&x) % 8 == 0 ? K_FAIL
-                                                  : (unsigned char)(rnd(&x) % 3);
+            J->kind[i] = fail && sq_test_rnd(&x) % 8 == 0 ? K_FAIL
+                                                  : (unsigned char)(sq_test_rnd(&x) % 3);
         if (rep % 2 == 0) {
             void **res = malloc(n * sizeof *res);
             sq_process_report r;

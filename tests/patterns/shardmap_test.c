@@ -20,14 +20,6 @@
 #include "squirrel/shardmap.h"
 #include "testlib.h"
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static void key_of(char *buf, size_t n, int k)
 {
     snprintf(buf, n, "key-%d", k);
@@ -399,7 +391,7 @@ static void *ctr_incr(void *arg)
     ctr_shared *sh = w->sh;
     uint32_t seed = (uint32_t)w->id * 2654435761u + 1;
     for (long i = 0; i < sh->iters; i++) {
-        int k = (int)(rnd(&seed) % CTR_KEYS);
+        int k = (int)(sq_test_rnd(&seed) % CTR_KEYS);
         char key[32];
         key_of(key, sizeof key, k);
         for (;;) {
@@ -613,7 +605,7 @@ static void *race_worker_fn(void *arg)
     uint32_t seed = (uint32_t)w->id * 747796405u + 7;
     unsigned char val[80], got[80];
     for (long seq = 0; seq < w->ops; seq++) {
-        int k = (int)(rnd(&seed) % RACE_KEYS);
+        int k = (int)(sq_test_rnd(&seed) % RACE_KEYS);
         char key[32];
         key_of(key, sizeof key, k);
         uint64_t id = (uint64_t)w->id << 32 | (uint64_t)seq;
@@ -621,7 +613,7 @@ static void *race_worker_fn(void *arg)
         uint64_t v = 0, seen = 0;
         size_t len;
         int rc, kind = 0;
-        switch (rnd(&seed) % 5) {
+        switch (sq_test_rnd(&seed) % 5) {
         case 0:
         case 1:
             rc = sq_shardmap_set(w->m, key, val, n, &v);
@@ -812,13 +804,13 @@ static void *grow_reader(void *arg)
     uint32_t seed = (uint32_t)a->id * 1103515245u + 12345;
     long n = 0;
     while (atomic_load(&sh->writers_left) > 0 || n < 1000) {
-        int wi = (int)(rnd(&seed) % GROW_WRITERS);
+        int wi = (int)(sq_test_rnd(&seed) % GROW_WRITERS);
         long done = atomic_load(&sh->progress[wi]);
         if (done == 0) {
             sq_yield();
             continue;
         }
-        long i = (long)(rnd(&seed) % (uint32_t)done);
+        long i = (long)(sq_test_rnd(&seed) % (uint32_t)done);
         char key[32];
         grow_key(key, sizeof key, wi, i);
         long val = -1;
@@ -929,8 +921,8 @@ static void *hot_writer(void *arg)
     uint32_t seed = (uint32_t)a->id * 16807u + 3;
     for (long i = 0; i < a->sh->iters; i++) {
         char key[32];
-        key_of(key, sizeof key, (int)(rnd(&seed) % HOT_KEYS));
-        if (rnd(&seed) % 4 == 0) {
+        key_of(key, sizeof key, (int)(sq_test_rnd(&seed) % HOT_KEYS));
+        if (sq_test_rnd(&seed) % 4 == 0) {
             if (sq_shardmap_delete(&a->sh->m, key, NULL) == 0)
                 a->deletes++;
         } else {
@@ -1246,7 +1238,7 @@ static void *upd_worker(void *arg)
     upd_arg *a = arg;
     uint32_t seed = (uint32_t)a->id * 69069u + 1;
     for (long i = 0; i < a->iters; i++) {
-        int k = (int)(rnd(&seed) % UPD_KEYS);
+        int k = (int)(sq_test_rnd(&seed) % UPD_KEYS);
         char key[32];
         key_of(key, sizeof key, k);
         incr c = {.m = a->m, .ret = SQ_SHARDMAP_PUT, .sleep = (i % 16) == 0};
@@ -1352,13 +1344,13 @@ static void *storm_worker(void *arg)
     storm_shared *sh = a->sh;
     uint32_t seed = (uint32_t)a->id * 2891336453u + 1;
     for (long i = 0; i < sh->max_ops && !atomic_load(&sh->stop); i++) {
-        int k = (int)(rnd(&seed) % 2);
+        int k = (int)(sq_test_rnd(&seed) % 2);
         char key[32];
         key_of(key, sizeof key, k);
         uint64_t id = (uint64_t)a->id << 32 | (uint64_t)i, v;
         int rc;
         uint32_t kind = SQ_SHARDMAP_EV_SET;
-        if (rnd(&seed) % 3 == 0) {
+        if (sq_test_rnd(&seed) % 3 == 0) {
             rc = sq_shardmap_delete(&sh->m, key, &v);
             kind = SQ_SHARDMAP_EV_DELETE;
             if (rc == -ENOENT)
@@ -1414,7 +1406,7 @@ static void *storm_root(void *arg)
                          0);
         }
         for (int i = 0; i < STORM_TASKS; i++) {
-            for (uint32_t y = rnd(&seed) % 4; y > 0; y--)
+            for (uint32_t y = sq_test_rnd(&seed) % 4; y > 0; y--)
                 sq_yield();
             CHECK_EQ(sq_abort(t[i]), 0);
         }

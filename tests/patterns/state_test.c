@@ -19,29 +19,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
-
-/* Polls `cond`, sleeping briefly (so that other tasks of a single worker
- * run), until it holds; fails the test after 30 s. */
-#define WAIT_UNTIL(cond)                                              \
-    do {                                                              \
-        int64_t wu_deadline_ = sq_now() + 30 * SQ_SEC;                \
-        while (!(cond)) {                                             \
-            if (sq_now() > wu_deadline_) {                            \
-                CHECK(cond);                                          \
-                break;                                                \
-            }                                                         \
-            sq_sleep(50 * SQ_USEC);                                   \
-        }                                                             \
-    } while (0)
 
 /* ------------------------------------------------------------ the value */
 
@@ -324,7 +302,7 @@ static void rx_run(rx *r)
         sq_state_snap_release(s);
         if (v == r->final)
             break;
-        for (int i = r->slow ? (int)(rnd(&x) % (unsigned)(2 * r->slow)) : 0;
+        for (int i = r->slow ? (int)(sq_test_rnd(&x) % (unsigned)(2 * r->slow)) : 0;
              i > 0; i--)
             sq_yield();
     }
@@ -901,9 +879,9 @@ static void *churn_listener(void *arg)
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
     while (atomic_load(&c->updaters_done) < CH_UPD) {
         sq_state_listen_opts o = {
-            .capacity = 1 + rnd(&x) % 4,
-            .on_full = (sq_state_full)(rnd(&x) % 3),
-            .wait_ns = (rnd(&x) % 2) ? SQ_FOREVER : 200 * SQ_USEC,
+            .capacity = 1 + sq_test_rnd(&x) % 4,
+            .on_full = (sq_state_full)(sq_test_rnd(&x) % 3),
+            .wait_ns = (sq_test_rnd(&x) % 2) ? SQ_FOREVER : 200 * SQ_USEC,
         };
         sq_state_listener *l;
         sq_state_snap *start;
@@ -911,7 +889,7 @@ static void *churn_listener(void *arg)
         atomic_fetch_add(&c->listened, 1);
         uint64_t last = sq_state_snap_version(start);
         sq_state_snap_release(start);
-        int n = (int)(rnd(&x) % 6);
+        int n = (int)(sq_test_rnd(&x) % 6);
         for (int i = 0; i < n; i++) {
             sq_state_snap *s;
             int rc = sq_state_recv_until(l, &s, sq_now() + SQ_MSEC);
@@ -926,7 +904,7 @@ static void *churn_listener(void *arg)
             last = v;
             sq_state_snap_release(s);
         }
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             sq_yield();
         sq_state_unlisten(l);
     }
@@ -1061,11 +1039,11 @@ typedef struct ia {
 /* Every racer inserts every key, in an order of its own. */
 static void ia_race(ia *a, uint32_t *x)
 {
-    unsigned off = rnd(x) % IA_KEYS;
+    unsigned off = sq_test_rnd(x) % IA_KEYS;
     for (unsigned k = 0; k < IA_KEYS; k++) {
         uintptr_t key = (k + off) % IA_KEYS;
         uint64_t v;
-        int rc = (rnd(x) % 2)
+        int rc = (sq_test_rnd(x) % 2)
                      ? sq_state_update_if(&a->st, key_absent, insert_key,
                                           (void *)key, &v)
                      : sq_state_modify_if(&a->st, key_absent,
@@ -1398,8 +1376,8 @@ static void *storm_task(void *arg)
         }
         break;
     default: {
-        sq_state_listen_opts o = {.capacity = 1 + rnd(&x) % 3,
-                                  .on_full = (sq_state_full)(rnd(&x) % 3),
+        sq_state_listen_opts o = {.capacity = 1 + sq_test_rnd(&x) % 3,
+                                  .on_full = (sq_state_full)(sq_test_rnd(&x) % 3),
                                   .wait_ns = 100 * SQ_USEC};
         sq_state_listener *l;
         sq_state_snap *start;
@@ -1440,8 +1418,8 @@ static void *storm_root(void *arg)
     for (int i = 0; i < ST_TASKS; i++)
         CHECK_EQ(sq_spawn(&t[i], storm_task, s, &small), 0);
     for (int k = 0; k < ST_TASKS / 2; k++) {
-        sq_sleep((int64_t)(rnd(&x) % 300) * SQ_USEC);
-        sq_abort(t[rnd(&x) % ST_TASKS]);
+        sq_sleep((int64_t)(sq_test_rnd(&x) % 300) * SQ_USEC);
+        sq_abort(t[sq_test_rnd(&x) % ST_TASKS]);
     }
     for (int i = 0; i < ST_TASKS; i++)
         sq_join(t[i], NULL);

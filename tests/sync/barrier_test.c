@@ -13,14 +13,6 @@
 
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 /* ------------------------------------------------------------- basics */
 
 TEST(bad_arguments_and_a_barrier_of_one)
@@ -83,7 +75,7 @@ static void party(gens *s, int me, uint32_t x)
         if (s->deadline_ns) {
             while ((rc = sq_barrier_wait_until(
                         &s->b, &leader,
-                        sq_now() + (int64_t)(rnd(&x) % (uint32_t)s->deadline_ns))) ==
+                        sq_now() + (int64_t)(sq_test_rnd(&x) % (uint32_t)s->deadline_ns))) ==
                    -ETIMEDOUT) {
                 CHECK(!leader);
                 atomic_fetch_add(&s->timeouts, 1);
@@ -252,9 +244,9 @@ static void *storm_party(void *arg)
     storm *s = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
     bool leader = false;
-    int rc = (rnd(&x) % 4 == 0)
+    int rc = (sq_test_rnd(&x) % 4 == 0)
                  ? sq_barrier_wait_until(&s->b, &leader,
-                                         sq_now() + (int64_t)(rnd(&x) % (2 * SQ_MSEC)))
+                                         sq_now() + (int64_t)(sq_test_rnd(&x) % (2 * SQ_MSEC)))
                  : sq_barrier_wait(&s->b, &leader);
     if (rc == 0) {
         atomic_fetch_add(&s->passed, 1);
@@ -277,7 +269,7 @@ static void *storm_root(void *arg)
         CHECK_EQ(sq_spawn(&t[i], storm_party, s, &small), 0);
         if (i % 16 == 15) {
             for (int k = 0; k < 6; k++)
-                sq_abort(t[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
     }

@@ -12,14 +12,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
 /* ------------------------------------------------------------- basics */
@@ -371,7 +363,7 @@ static void *st_receiver(void *arg)
         uint64_t missed = 0;
         int rc = (a->i % 3 == 2)
                      ? sq_broadcast_recv_until(rx, &m, &missed,
-                                               sq_now() + rnd(&x) % (100 * SQ_USEC))
+                                               sq_now() + sq_test_rnd(&x) % (100 * SQ_USEC))
                      : sq_broadcast_recv(rx, &m, &missed);
         if (rc == -EPIPE)
             break;
@@ -401,8 +393,8 @@ static void *st_receiver(void *arg)
             CHECK_EQ(seen, id);
         pos++;
         got++;
-        if (dawdle && rnd(&x) % 64 == 0)
-            sq_sleep(rnd(&x) % (50 * SQ_USEC));
+        if (dawdle && sq_test_rnd(&x) % 64 == 0)
+            sq_sleep(sq_test_rnd(&x) % (50 * SQ_USEC));
     }
     CHECK_EQ(got + lost, total);
     if (!s->slow) {
@@ -647,11 +639,11 @@ static void *pp_root(void *arg)
     for (int i = 0; i < PP_ROUNDS; i++) {
         while (atomic_load(&p->acked) < i)
             sq_yield();
-        switch (rnd(&x) % 4) {
+        switch (sq_test_rnd(&x) % 4) {
         case 0: break;
         case 1: sq_yield(); break;
-        case 2: for (volatile int k = 0; k < (int)(rnd(&x) % 2000); k++) {} break;
-        default: sq_sleep(rnd(&x) % (30 * SQ_USEC)); break;
+        case 2: for (volatile int k = 0; k < (int)(sq_test_rnd(&x) % 2000); k++) {} break;
+        default: sq_sleep(sq_test_rnd(&x) % (30 * SQ_USEC)); break;
         }
         CHECK_EQ(sq_broadcast_send(&p->b, &i), 1);
     }
@@ -703,10 +695,10 @@ static void drain_rest(sq_broadcast_rx *rx, int next, bool waiting)
         int v = -1;
         int rc;
         if (waiting)
-            rc = (rnd(&x) % 2)
+            rc = (sq_test_rnd(&x) % 2)
                      ? sq_broadcast_recv(rx, &v, NULL)
                      : sq_broadcast_recv_until(rx, &v, NULL,
-                                               sq_now() + rnd(&x) % (200 * SQ_USEC));
+                                               sq_now() + sq_test_rnd(&x) % (200 * SQ_USEC));
         else
             rc = sq_broadcast_try_recv(rx, &v, NULL);
         if (rc == -EPIPE)
@@ -779,8 +771,8 @@ static void *cs_sender(void *arg)
     for (int i = 0; i < CS_MSGS; i++) {
         int rc = sq_broadcast_send(&s->b, &i);
         CHECK(rc >= CS_SURVIVORS);
-        if (rnd(&x) % 4 == 0)
-            sq_sleep(rnd(&x) % (20 * SQ_USEC));
+        if (sq_test_rnd(&x) % 4 == 0)
+            sq_sleep(sq_test_rnd(&x) % (20 * SQ_USEC));
         else
             sq_yield();
     }
@@ -814,12 +806,12 @@ static void *cs_root(void *arg)
         CHECK_EQ(sq_spawn(&v[i], cs_victim, s, &small), 0);
         if (i % 8 == 7) {
             for (int k = 0; k < 4; k++)
-                sq_abort(v[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(v[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
     }
     for (int i = 0; i < CS_VICTIMS; i++)
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             sq_abort(v[i]);
     for (int i = 0; i < CS_VICTIMS; i++)
         sq_join(v[i], NULL);

@@ -14,29 +14,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
-
-/* Polls `cond`, sleeping briefly (so that other tasks of a single worker
- * run), until it holds; fails the test after 30 s. */
-#define WAIT_UNTIL(cond)                                              \
-    do {                                                              \
-        int64_t wu_deadline_ = sq_now() + 30 * SQ_SEC;                \
-        while (!(cond)) {                                             \
-            if (sq_now() > wu_deadline_) {                            \
-                CHECK(cond);                                          \
-                break;                                                \
-            }                                                         \
-            sq_sleep(50 * SQ_USEC);                                   \
-        }                                                             \
-    } while (0)
 
 /* ------------------------------------------------------------- basics */
 
@@ -365,11 +343,11 @@ static void *thread_receiver(void *arg)
     int rc;
     for (;;) {
         /* Short deadlines race with arrivals: nothing may be lost. */
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             rc = sq_mpsc_recv(r->ch, &m);
         else
             rc = sq_mpsc_recv_until(r->ch, &m,
-                                    sq_now() + rnd(&x) % (50 * SQ_USEC));
+                                    sq_now() + sq_test_rnd(&x) % (50 * SQ_USEC));
         if (rc == -ETIMEDOUT)
             continue;
         if (rc)
@@ -634,7 +612,7 @@ static void produce(stress *s, uint32_t id, bool task)
     for (long i = 0; i < s->per; i++) {
         uint64_t m = (uint64_t)id << 32 | (uint64_t)i;
         int rc;
-        switch (rnd(&x) % 8) {
+        switch (sq_test_rnd(&x) % 8) {
         case 0:
             rc = sq_mpsc_try_send(&s->ch, &m);
             if (rc == -EAGAIN) {
@@ -650,7 +628,7 @@ static void produce(stress *s, uint32_t id, bool task)
         }
         CHECK_EQ(rc, 0);
         atomic_fetch_add(&s->sent, 1);
-        if (task && rnd(&x) % 64 == 0)
+        if (task && sq_test_rnd(&x) % 64 == 0)
             sq_yield();
     }
     CHECK_EQ(sq_mpsc_sender_drop(&s->ch), 0);
@@ -678,7 +656,7 @@ static void consume(stress *s)
     for (;;) {
         uint64_t m;
         int rc;
-        if (rnd(&x) % 4 == 0) {
+        if (sq_test_rnd(&x) % 4 == 0) {
             rc = sq_mpsc_try_recv(&s->ch, &m);
             if (rc == -EAGAIN)
                 continue;
@@ -824,8 +802,8 @@ static void *storm_sender_task(void *arg)
     uint32_t x = (uint32_t)(a->index + 1) * 2654435761u | 1;
     for (int k = 0; k < STORM_MSGS; k++) {
         uint32_t id = (uint32_t)(a->index * STORM_MSGS + k);
-        int64_t dl = rnd(&x) % 2 ? SQ_FOREVER
-                                 : sq_now() + rnd(&x) % (2 * SQ_MSEC);
+        int64_t dl = sq_test_rnd(&x) % 2 ? SQ_FOREVER
+                                 : sq_now() + sq_test_rnd(&x) % (2 * SQ_MSEC);
         if (storm_send(a->s, id, dl) == -ECANCELED)
             break; /* sticky: every later send would fail too */
     }
@@ -839,7 +817,7 @@ static void *storm_sender_thread(void *arg)
     for (int k = 0; k < STORM_THREAD_MSGS; k++) {
         uint32_t id = (uint32_t)(STORM_TASK_IDS +
                                  a->index * STORM_THREAD_MSGS + k);
-        storm_send(a->s, id, sq_now() + rnd(&x) % (300 * SQ_USEC));
+        storm_send(a->s, id, sq_now() + sq_test_rnd(&x) % (300 * SQ_USEC));
     }
     atomic_fetch_add(&a->s->threads_done, 1);
     return NULL;
@@ -863,17 +841,17 @@ static void *storm_receiver(void *arg)
     while (!atomic_load(&s->stop_rx)) {
         uint32_t id;
         int rc;
-        switch (rnd(&x) % 3) {
+        switch (sq_test_rnd(&x) % 3) {
         case 0: rc = sq_mpsc_recv(&s->ch, &id); break;
         case 1:
             rc = sq_mpsc_recv_until(&s->ch, &id,
-                                    sq_now() + rnd(&x) % (200 * SQ_USEC));
+                                    sq_now() + sq_test_rnd(&x) % (200 * SQ_USEC));
             break;
         default: rc = sq_mpsc_try_recv(&s->ch, &id); break;
         }
         if (rc == 0) {
             storm_note(s, id);
-            if (s->cap && rnd(&x) % 64 == 0 &&
+            if (s->cap && sq_test_rnd(&x) % 64 == 0 &&
                 sq_sleep(50 * SQ_USEC) == -ECANCELED)
                 break; /* a pause: senders pile up */
             continue;
@@ -903,7 +881,7 @@ static void *storm_root(void *arg)
         if (i % 16 == 15) {
             /* Abort random earlier senders, many of them waiting. */
             for (int k = 0; k < 6; k++)
-                sq_abort(t[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
         if (i % 250 == 249) {
@@ -915,7 +893,7 @@ static void *storm_root(void *arg)
         }
     }
     for (int i = 0; i < STORM_SENDERS; i++)
-        if (rnd(&x) % 3 == 0)
+        if (sq_test_rnd(&x) % 3 == 0)
             sq_abort(t[i]);
     for (int i = 0; i < STORM_SENDERS; i++)
         sq_join(t[i], NULL);

@@ -15,14 +15,6 @@
 
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 /* ------------------------------------------------------------- basics */
 
 static int count_ok(void *arg)
@@ -423,11 +415,11 @@ static int storm_init(void *arg, void **value)
 {
     storm *s = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
-    int rc = sq_sleep((int64_t)(rnd(&x) % 50) * SQ_USEC);
+    int rc = sq_sleep((int64_t)(sq_test_rnd(&x) % 50) * SQ_USEC);
     if (rc)
         return rc;
     if (atomic_fetch_add(&s->attempts, 1) < STORM_FIRST_FAILURES ||
-        rnd(&x) % 8 != 0)
+        sq_test_rnd(&x) % 8 != 0)
         return -EAGAIN;
     atomic_fetch_add(&s->successes, 1);
     s->obj.payload[0] = 77;
@@ -439,8 +431,8 @@ static void *storm_caller(void *arg)
 {
     storm *s = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2246822519u | 1;
-    int64_t dl = rnd(&x) % 3 ? SQ_FOREVER
-                             : sq_now() + (int64_t)(rnd(&x) % (2 * SQ_MSEC));
+    int64_t dl = sq_test_rnd(&x) % 3 ? SQ_FOREVER
+                             : sq_now() + (int64_t)(sq_test_rnd(&x) % (2 * SQ_MSEC));
     void *v = NULL;
     int rc = sq_once_cell_get_or_init_until(&s->cell, storm_init, s, &v, dl);
     if (rc == 0) {
@@ -465,7 +457,7 @@ static void *storm_root(void *arg)
         CHECK_EQ(sq_spawn(&t[i], storm_caller, s, &small), 0);
         if (i % 16 == 15) {
             for (int k = 0; k < 8; k++)
-                sq_abort(t[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
     }

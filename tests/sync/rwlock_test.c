@@ -14,14 +14,6 @@
 
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static void atomic_max(atomic_int *hi, int v)
 {
     int h = atomic_load(hi);
@@ -212,19 +204,19 @@ static void write_section(shared *sh, bool yield, bool downgrade)
 /* One random operation; returns -ECANCELED if the task was aborted. */
 static int one_op(shared *sh, uint32_t *x, bool in_task)
 {
-    int64_t dl = sq_now() + (int64_t)(rnd(x) % 30000);
+    int64_t dl = sq_now() + (int64_t)(sq_test_rnd(x) % 30000);
     int rc;
-    bool yield = in_task && rnd(x) % 2;
-    if (rnd(x) % 4 == 0) { /* a writer in four */
-        switch (rnd(x) % 3) {
+    bool yield = in_task && sq_test_rnd(x) % 2;
+    if (sq_test_rnd(x) % 4 == 0) { /* a writer in four */
+        switch (sq_test_rnd(x) % 3) {
         case 0: rc = sq_rwlock_write_lock(&sh->l); break;
         case 1: rc = sq_rwlock_write_lock_until(&sh->l, dl); break;
         default: rc = sq_rwlock_try_write_lock(&sh->l); break;
         }
         if (rc == 0)
-            write_section(sh, yield, rnd(x) % 3 == 0);
+            write_section(sh, yield, sq_test_rnd(x) % 3 == 0);
     } else {
-        switch (rnd(x) % 3) {
+        switch (sq_test_rnd(x) % 3) {
         case 0: rc = sq_rwlock_read_lock(&sh->l); break;
         case 1: rc = sq_rwlock_read_lock_until(&sh->l, dl); break;
         default: rc = sq_rwlock_try_read_lock(&sh->l); break;
@@ -862,14 +854,14 @@ static void *storm_waiter(void *arg)
 {
     shared *sh = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
-    bool writer = rnd(&x) % 3 == 0;
-    int64_t dl = (rnd(&x) % 2) ? SQ_FOREVER
-                               : sq_now() + (int64_t)(rnd(&x) % (2 * SQ_MSEC));
+    bool writer = sq_test_rnd(&x) % 3 == 0;
+    int64_t dl = (sq_test_rnd(&x) % 2) ? SQ_FOREVER
+                               : sq_now() + (int64_t)(sq_test_rnd(&x) % (2 * SQ_MSEC));
     int rc = writer ? sq_rwlock_write_lock_until(&sh->l, dl)
                     : sq_rwlock_read_lock_until(&sh->l, dl);
     if (rc == 0) {
         if (writer) {
-            write_section(sh, false, rnd(&x) % 2);
+            write_section(sh, false, sq_test_rnd(&x) % 2);
         } else {
             read_section(sh, false);
             CHECK_EQ(sq_rwlock_read_unlock(&sh->l), 0);
@@ -902,12 +894,12 @@ static void *storm_root(void *arg)
         CHECK_EQ(sq_spawn(&t[i], storm_waiter, sh, &small), 0);
         if (i % 16 == 15) {
             for (int k = 0; k < 8; k++) /* some still queued, some not */
-                sq_abort(t[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
     }
     for (int i = 0; i < STORM_WAITERS; i++)
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             sq_abort(t[i]);
     for (int i = 0; i < STORM_WAITERS; i++)
         sq_join(t[i], NULL);

@@ -9,14 +9,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
 /* ------------------------------------------------------------- basics */
@@ -283,11 +275,11 @@ static void *hw_task(void *arg)
     hw *h = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
     for (int i = 0; i < 2000; i++) {
-        size_t n = 1 + rnd(&x) % 3;
+        size_t n = 1 + sq_test_rnd(&x) % 3;
         int rc;
-        switch (rnd(&x) % 3) {
+        switch (sq_test_rnd(&x) % 3) {
         case 0: rc = sq_sem_acquire(&h->s, n); break;
-        case 1: rc = sq_sem_acquire_until(&h->s, n, sq_now() + rnd(&x) % 50000); break;
+        case 1: rc = sq_sem_acquire_until(&h->s, n, sq_now() + sq_test_rnd(&x) % 50000); break;
         default: rc = sq_sem_try_acquire(&h->s, n); break;
         }
         if (rc == -ECANCELED)
@@ -298,7 +290,7 @@ static void *hw_task(void *arg)
             continue;
         }
         hold(h, n);
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             sq_yield();
         unhold(h, n);
     }
@@ -312,7 +304,7 @@ static void *hw_thread(void *arg)
     while (!atomic_load(&h->go))
         sched_yield();
     for (int i = 0; i < 3000; i++) {
-        size_t n = 1 + rnd(&x) % 3;
+        size_t n = 1 + sq_test_rnd(&x) % 3;
         int rc = (i % 2) ? sq_sem_acquire(&h->s, n)
                          : sq_sem_acquire_until(&h->s, n, sq_now() + 20000);
         if (rc) {
@@ -373,10 +365,10 @@ static void *storm_waiter(void *arg)
 {
     hw *h = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
-    size_t n = 1 + rnd(&x) % 2;
-    int rc = (rnd(&x) % 2)
+    size_t n = 1 + sq_test_rnd(&x) % 2;
+    int rc = (sq_test_rnd(&x) % 2)
                  ? sq_sem_acquire(&h->s, n)
-                 : sq_sem_acquire_until(&h->s, n, sq_now() + rnd(&x) % (2 * SQ_MSEC));
+                 : sq_sem_acquire_until(&h->s, n, sq_now() + sq_test_rnd(&x) % (2 * SQ_MSEC));
     if (rc == 0) {
         hold(h, n);
         unhold(h, n);
@@ -392,7 +384,7 @@ static void *storm_cycler(void *arg)
     hw *h = arg;
     uint32_t x = (uint32_t)sq_task_id() * 2654435761u | 1;
     while (!atomic_load(&h->stop)) {
-        size_t n = 1 + rnd(&x) % STORM_PERMITS;
+        size_t n = 1 + sq_test_rnd(&x) % STORM_PERMITS;
         int rc = sq_sem_acquire_until(&h->s, n, sq_now() + SQ_MSEC);
         if (rc == 0) {
             hold(h, n);
@@ -417,12 +409,12 @@ static void *storm_root(void *arg)
         if (i % 16 == 15) {
             /* Abort random earlier waiters, some still queued. */
             for (int k = 0; k < 8; k++)
-                sq_abort(t[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
     }
     for (int i = 0; i < STORM_WAITERS; i++) {
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             sq_abort(t[i]);
     }
     for (int i = 0; i < STORM_WAITERS; i++)

@@ -12,14 +12,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static uint32_t rnd(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
 static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
 /* ------------------------------------------------------------- basics */
@@ -220,8 +212,8 @@ static void *vs_receiver(void *arg)
     int64_t last_seq[VS_SENDERS] = {0};
     long reads = 0;
     for (;;) {
-        int rc = (rnd(&x) % 4 == 0)
-                     ? sq_watch_changed_until(&rx, sq_now() + rnd(&x) % (50 * SQ_USEC))
+        int rc = (sq_test_rnd(&x) % 4 == 0)
+                     ? sq_watch_changed_until(&rx, sq_now() + sq_test_rnd(&x) % (50 * SQ_USEC))
                      : sq_watch_changed(&rx);
         if (rc == -ETIMEDOUT)
             continue;
@@ -246,7 +238,7 @@ static void *vs_receiver(void *arg)
                 last_seq[id] = seq;
             }
         }
-        if (rnd(&x) % 16 == 0)
+        if (sq_test_rnd(&x) % 16 == 0)
             sq_yield();
     }
     /* Ended at the final value. */
@@ -369,11 +361,11 @@ static void *lw_root(void *arg)
     for (uint64_t r = 1; r <= LW_ROUNDS; r++) {
         while (atomic_load(&l->acks) < (int)(r - 1) * n)
             sq_yield();
-        switch (rnd(&x) % 4) {
+        switch (sq_test_rnd(&x) % 4) {
         case 0: break;
         case 1: sq_yield(); break;
-        case 2: for (volatile int i = 0; i < (int)(rnd(&x) % 2000); i++) {} break;
-        default: sq_sleep(rnd(&x) % (30 * SQ_USEC)); break;
+        case 2: for (volatile int i = 0; i < (int)(sq_test_rnd(&x) % 2000); i++) {} break;
+        default: sq_sleep(sq_test_rnd(&x) % (30 * SQ_USEC)); break;
         }
         CHECK_EQ(sq_watch_send(&l->w, &r), 0);
     }
@@ -546,7 +538,7 @@ static void *cx_survivor(void *arg)
     uint32_t x = (uint32_t)(uintptr_t)&rx | 1;
     uint64_t last = 0, ver = 0, val = 0;
     for (;;) {
-        int rc = sq_watch_changed_until(&rx, sq_now() + rnd(&x) % (100 * SQ_USEC));
+        int rc = sq_watch_changed_until(&rx, sq_now() + sq_test_rnd(&x) % (100 * SQ_USEC));
         if (rc == -ETIMEDOUT)
             continue;
         if (rc == -EPIPE)
@@ -568,8 +560,8 @@ static void *cx_sender(void *arg)
     uint32_t x = 5;
     for (uint64_t i = 1; i <= CX_SENDS; i++) {
         CHECK_EQ(sq_watch_send(&c->w, &i), 0);
-        if (rnd(&x) % 4 == 0)
-            sq_sleep(rnd(&x) % (20 * SQ_USEC));
+        if (sq_test_rnd(&x) % 4 == 0)
+            sq_sleep(sq_test_rnd(&x) % (20 * SQ_USEC));
         else
             sq_yield();
     }
@@ -592,12 +584,12 @@ static void *cx_root(void *arg)
         CHECK_EQ(sq_spawn(&v[i], cx_victim, c, &small), 0);
         if (i % 8 == 7) {
             for (int k = 0; k < 4; k++)
-                sq_abort(v[rnd(&x) % (unsigned)(i + 1)]);
+                sq_abort(v[sq_test_rnd(&x) % (unsigned)(i + 1)]);
             sq_yield();
         }
     }
     for (int i = 0; i < CX_WAITERS; i++)
-        if (rnd(&x) % 2)
+        if (sq_test_rnd(&x) % 2)
             sq_abort(v[i]);
     for (int i = 0; i < CX_WAITERS; i++)
         sq_join(v[i], NULL);
