@@ -15,11 +15,25 @@ static inline uint32_t seq_of(sq_io *io, bool write)
                                 memory_order_acquire);
 }
 
-/* Every read tries the system call first and waits for a readiness edge
- * only after EAGAIN.  (A read hint that skipped the call after a short
- * read, trusting that later data raises a new edge, saved one system call
- * per request/response round trip, but lost wake-ups on TCP as on pipes:
- * io_test's stream test hung with it, holding 140 KB unread.) */
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+/* Read hint, for sockets: a read that returned less than asked drained the
+ * socket, and data that arrives later raises a new readiness edge.  So
+ * while no edge has arrived since the draining read started, the next read
+ * would only return EAGAIN: skip that system call and wait at once.  This
+ * saves one of the three system calls of a request/response round trip.
+ * Except at the end of the stream: once the peer's FIN (or an error) has
+ * been reported, a read that drains the last bytes is followed by reads
+ * that return 0 at once, and no edge will ever come again; rd_closed, set
+ * by the reactor and never cleared, turns the hint off (without it a
+ * reader that drained the data after the FIN waited forever: io_test's
+ * stream test).  Pipes always try the read. */
 ssize_t sq_io_readv_until(sq_io *io, const struct iovec *iov, int iovcnt,
                           int64_t deadline)
 {
@@ -28,19 +42,36 @@ ssize_t sq_io_readv_until(sq_io *io, const struct iovec *iov, int iovcnt,
     int rc = sq__io_enter(io, deadline);
     if (rc)
         return rc;
+    size_t want = iov_total(iov, iovcnt);
     ssize_t r;
     for (;;) {
         uint32_t seen = seq_of(io, false);
+        if (atomic_load_explicit(&io->rd_drained, memory_order_relaxed) ==
+                seen + 1 &&
+            want > 0 &&
+            !atomic_load_explicit(&io->rd_closed, memory_order_relaxed)) {
+            if ((rc = sq__io_wait(io, false, seen, deadline)) != 0) {
+                r = rc;
+                break;
+            }
+            seen = seq_of(io, false);
+        }
         r = iovcnt == 1 ? read(io->fd, iov[0].iov_base, iov[0].iov_len)
                         : readv(io->fd, iov, iovcnt);
-        if (r >= 0)
+        if (r >= 0) {
+            atomic_store_explicit(
+                &io->rd_drained,
+                io->is_socket && r > 0 && (size_t)r < want ? seen + 1 : 0,
+                memory_order_relaxed);
             break;
+        }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             r = -errno;
             break;
         }
+        atomic_store_explicit(&io->rd_drained, 0, memory_order_relaxed);
         if ((rc = sq__io_wait(io, false, seen, deadline)) != 0) {
             r = rc;
             break;

@@ -10,6 +10,8 @@ struct sq_io {
     sq__spin lock;           /* reader, writer; ordering of closed */
     atomic_uint rd_seq;      /* readiness edges seen, per direction */
     atomic_uint wr_seq;
+    atomic_uint rd_drained;  /* rd_seq + 1 when a short read drained it */
+    atomic_bool rd_closed;   /* end of stream or error seen: sticky */
     sq__waiter *reader;      /* at most one waiting task per direction */
     sq__waiter *writer;
     atomic_int refs;         /* owner + calls in progress */

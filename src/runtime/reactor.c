@@ -76,6 +76,8 @@ void sq__driver_wake(sq_runtime *rt)
 static void dispatch(sq_io *io, uint32_t events)
 {
     sq__spin_lock(&io->lock);
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        atomic_store_explicit(&io->rd_closed, true, memory_order_relaxed);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         atomic_fetch_add_explicit(&io->rd_seq, 1, memory_order_release);
         if (io->reader) {

@@ -331,8 +331,9 @@ TEST(megabyte_through_a_pipe_intact)
 /* 200 KB through a TCP connection in random pieces, read with a mix of
  * read sizes, vectored reads with few and many buffers, and reads whose
  * short deadline fires: the stream comes out whole and in order, and no
- * reader waits for data that is already there.  (It hung when reads
- * skipped the system call after a short read: see io.c.) */
+ * reader waits for data that is already there.  (It hung when a read
+ * that drained the last bytes after the peer's FIN trusted the read hint
+ * of io.c and waited for an edge that never comes.) */
 #define AHEAD_BYTES 200000
 
 static uint8_t ahead_byte(size_t i)
