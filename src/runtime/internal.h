@@ -152,7 +152,8 @@ enum sq__wait_kind {
 typedef struct sq__task {
     sq__ctx ctx;
     atomic_int state;
-    /* Queued by a sync hand-off on its worker (sq__task_wake_handoff):
+    /* Last woken by a sync hand-off on its worker (sq__task_wake_handoff;
+     * every other wake-up and every spawn clears it, a yield keeps it):
      * thieves leave it there while that worker keeps switching. */
     atomic_bool handoff;
     int cancel_mask;               /* only touched by the task itself */

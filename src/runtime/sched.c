@@ -499,7 +499,8 @@ static void park_worker(sq__worker *w)
  * task alone if it was queued by a hand-off, as long as the victim keeps
  * switching tasks; once the victim has run one task for STUCK_NS, its
  * queue is not moving and the thief takes it.  Work that does not hand
- * off (spawned, woken by I/O or timers, yielded) is stolen as before. */
+ * off (spawned, woken by I/O, timers or joins) is stolen as before; a
+ * yield keeps a task's mark. */
 #define STUCK_NS (50 * SQ_USEC)
 
 /* The task a thief would take from v, if it was queued by a hand-off.
@@ -949,10 +950,10 @@ static void task_wake(sq__task *t, bool handoff)
         return; /* running (it will not park), queued, notified, or done */
     atomic_store_explicit(&t->state, SQ__T_QUEUED, memory_order_relaxed);
     sq__worker *w = sq__worker_current();
-    if (w && w->rt == t->rt) {
-        atomic_store_explicit(&t->handoff, handoff, memory_order_relaxed);
+    bool local = w && w->rt == t->rt;
+    atomic_store_explicit(&t->handoff, handoff && local, memory_order_relaxed);
+    if (local)
         push_local(w, t);
-    }
     else
         global_push(t->rt, t);
 }

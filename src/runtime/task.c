@@ -228,6 +228,8 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     t->joiner = NULL;
     t->group = NULL;
     atomic_store_explicit(&t->waiting, NULL, memory_order_relaxed);
+    /* a recycled task struct must not keep its last life's mark */
+    atomic_store_explicit(&t->handoff, false, memory_order_relaxed);
     t->check = NULL;
     t->spawn_site = site;
     t->timer.index = SQ__TIMER_IDLE;
