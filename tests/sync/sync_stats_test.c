@@ -130,10 +130,23 @@ TEST(lock_waits_counted)
     CHECK(sq_test_run(2, root, NULL) == (void *)1);
 }
 
-/* Plain threads contending: every wait counted, from whichever CPU. */
-enum { THREADS = 4, ITERS = 20000 };
-static sq_mutex tm;
+/* Plain threads contending: every wait counted, from whichever CPU.
+ * First each thread times out TIMED times on a lock the test holds:
+ * waits that are certain, so the counts have an exact part. */
+enum { THREADS = 4, ITERS = 20000, TIMED = 10 };
+static sq_mutex tm, held;
 static long counter;
+
+static void *thread_timed(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < TIMED; i++) {
+        int64_t d;
+        sq_deadline_in(100 * SQ_USEC, &d);
+        CHECK_EQ(sq_mutex_lock_until(&held, d), -ETIMEDOUT);
+    }
+    return NULL;
+}
 
 static void *thread_main(void *arg)
 {
@@ -146,19 +159,36 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+static void run_threads(sq_task_fn fn)
+{
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, fn, NULL);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+}
+
 TEST(threads_counted_exactly)
 {
     CHECK_EQ(sq_mutex_init(&tm), 0);
+    CHECK_EQ(sq_mutex_init(&held), 0);
     sq_sync_stats a, b;
     sq_sync_stats_get(&a);
-    pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        pthread_create(&th[i], NULL, thread_main, NULL);
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(th[i], NULL);
+    CHECK_EQ(sq_mutex_lock(&held), 0);
+    run_threads(thread_timed);
+    CHECK_EQ(sq_mutex_unlock(&held), 0);
+    sq_sync_stats_get(&b);
+    CHECK_EQ(b.waits - a.waits, THREADS * TIMED);
+    CHECK_EQ(b.timeouts - a.timeouts, THREADS * TIMED);
+    CHECK(b.wait_ns - a.wait_ns >= (uint64_t)THREADS * TIMED * 100 * SQ_USEC);
+
+    sq_sync_stats_get(&a);
+    run_threads(thread_main);
     sq_sync_stats_get(&b);
     CHECK_EQ(counter, (long)THREADS * ITERS);
     CHECK(b.waits - a.waits <= (uint64_t)THREADS * ITERS);
+    CHECK_EQ(b.timeouts - a.timeouts, 0);
     CHECK_EQ(bucket_sum(&b) - bucket_sum(&a), b.waits - a.waits);
+    CHECK_EQ(sq_mutex_destroy(&held), 0);
     CHECK_EQ(sq_mutex_destroy(&tm), 0);
 }
