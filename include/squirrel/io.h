@@ -11,8 +11,9 @@
  * written part of the buffer: the write calls return the number of bytes
  * written when that is > 0, and the error only when nothing was written.
  *
- * At most one task may wait to read and one to write on an sq_io at a time
- * (a second concurrent reader or writer gets -EBUSY).  All calls must be
+ * At most one task may read and one may wait to write on an sq_io at a
+ * time (a second concurrent reader, or a second waiting writer, gets
+ * -EBUSY).  All calls must be
  * made from tasks of the runtime that created the sq_io (-EPERM otherwise).
  * Reads return the byte count, 0 at end of stream, or a negative errno.
  */
@@ -35,7 +36,10 @@ typedef struct sq_io sq_io;
  * fd is left open and untouched. */
 int sq_io_adopt(sq_io **out, int fd);
 
-/* The underlying descriptor (still owned by io). */
+/* The underlying descriptor (still owned by io).  Reads through io may
+ * read ahead (a read of under 1 KB on a socket takes up to 1 KB more from
+ * the kernel, kept in io for the next reads), so once io has been read,
+ * read the socket only through io. */
 int sq_io_fd(const sq_io *io);
 
 /* Closes io: tasks waiting on it return -EBADF, later calls on this handle
@@ -65,7 +69,11 @@ int sq_io_accept_until(sq_io *listener, sq_io **out, int64_t deadline);
 /* A pipe: ends[0] reads, ends[1] writes. */
 int sq_pipe(sq_io *ends[2]);
 
-/* Reads up to n bytes (waits until at least one is available). */
+/* Reads up to n bytes (waits until at least one is available).  Bytes
+ * already read ahead into io (see sq_io_fd) are returned first, at once,
+ * even past the deadline, and a read returns either read-ahead bytes or
+ * newly received ones, never both.  -EBUSY if another task is reading io.
+ * Cancel safe: -ECANCELED/-ETIMEDOUT consumed nothing. */
 ssize_t sq_io_read(sq_io *io, void *buf, size_t n);
 ssize_t sq_io_read_until(sq_io *io, void *buf, size_t n, int64_t deadline);
 ssize_t sq_io_readv(sq_io *io, const struct iovec *iov, int iovcnt);

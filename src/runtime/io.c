@@ -23,17 +23,117 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
     return n;
 }
 
+/* Copies read-ahead bytes into iov; returns how many. */
+static size_t take_ahead(sq_io *io, const struct iovec *iov, int iovcnt)
+{
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && io->ahead_len > 0; i++) {
+        size_t n = iov[i].iov_len < io->ahead_len ? iov[i].iov_len
+                                                   : io->ahead_len;
+        memcpy(iov[i].iov_base, io->ahead + io->ahead_off, n);
+        io->ahead_off += (uint32_t)n;
+        io->ahead_len -= (uint32_t)n;
+        done += n;
+    }
+    return done;
+}
+
+/* The read system call: recv/recvmsg on sockets (they skip the file layer
+ * read/readv go through), read/readv on anything else. */
+static ssize_t sys_readv(sq_io *io, const struct iovec *iov, int iovcnt)
+{
+    if (io->is_socket) {
+        if (iovcnt == 1)
+            return recv(io->fd, iov[0].iov_base, iov[0].iov_len, 0);
+        struct msghdr m = {.msg_iov = (struct iovec *)iov,
+                           .msg_iovlen = (size_t)iovcnt};
+        return recvmsg(io->fd, &m, 0);
+    }
+    return iovcnt == 1 ? read(io->fd, iov[0].iov_base, iov[0].iov_len)
+                       : readv(io->fd, iov, iovcnt);
+}
+
+/* One read system call.  A small read on a socket also asks for
+ * SQ__READ_AHEAD bytes more, into io->ahead: if fewer than everything
+ * asked for come back, the socket was drained (which a read that fills the
+ * caller's buffer exactly cannot tell), and bytes beyond the caller's
+ * buffer wait in io->ahead for the next read.  *total is what was asked. */
+static ssize_t read_once(sq_io *io, const struct iovec *iov, int iovcnt,
+                         size_t want, size_t *total)
+{
+    *total = want;
+    if (io->is_socket && want < SQ__READ_AHEAD && iovcnt < 8) {
+        if (!io->ahead)
+            io->ahead = malloc(SQ__READ_AHEAD);
+        if (io->ahead) {
+            struct iovec v[8];
+            memcpy(v, iov, (size_t)iovcnt * sizeof *v);
+            v[iovcnt] = (struct iovec){io->ahead, SQ__READ_AHEAD};
+            *total = want + SQ__READ_AHEAD;
+            ssize_t r = sys_readv(io, v, iovcnt + 1);
+            if (r > (ssize_t)want) {
+                io->ahead_off = 0;
+                io->ahead_len = (uint32_t)((size_t)r - want);
+                r = (ssize_t)want;
+            }
+            return r;
+        }
+    }
+    return sys_readv(io, iov, iovcnt);
+}
+
 /* Read hint, for sockets: a read that returned less than asked drained the
  * socket, and data that arrives later raises a new readiness edge.  So
  * while no edge has arrived since the draining read started, the next read
  * would only return EAGAIN: skip that system call and wait at once.  This
- * saves one of the three system calls of a request/response round trip.
+ * saves one of the three system calls of a request/response round trip,
+ * on both sides: the read-ahead above makes a read that fills a small
+ * buffer exactly tell whether it drained the socket too.
  * Except at the end of the stream: once the peer's FIN (or an error) has
  * been reported, a read that drains the last bytes is followed by reads
  * that return 0 at once, and no edge will ever come again; rd_closed, set
  * by the reactor and never cleared, turns the hint off (without it a
  * reader that drained the data after the FIN waited forever: io_test's
  * stream test).  Pipes always try the read. */
+static ssize_t readv_locked(sq_io *io, const struct iovec *iov, int iovcnt,
+                            int64_t deadline)
+{
+    size_t want = iov_total(iov, iovcnt);
+    if (io->ahead_len > 0 && want > 0)
+        return (ssize_t)take_ahead(io, iov, iovcnt);
+    for (;;) {
+        uint32_t seen = seq_of(io, false);
+        int rc;
+        if (atomic_load_explicit(&io->rd_drained, memory_order_relaxed) ==
+                seen + 1 &&
+            want > 0 &&
+            !atomic_load_explicit(&io->rd_closed, memory_order_relaxed)) {
+            if ((rc = sq__io_wait(io, false, seen, deadline)) != 0)
+                return rc;
+            seen = seq_of(io, false);
+        }
+        size_t total;
+        ssize_t r = read_once(io, iov, iovcnt, want, &total);
+        if (r >= 0) {
+            atomic_store_explicit(
+                &io->rd_drained,
+                io->is_socket && r > 0 && (size_t)r < total &&
+                        io->ahead_len == 0
+                    ? seen + 1
+                    : 0,
+                memory_order_relaxed);
+            return r;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        atomic_store_explicit(&io->rd_drained, 0, memory_order_relaxed);
+        if ((rc = sq__io_wait(io, false, seen, deadline)) != 0)
+            return rc;
+    }
+}
+
 ssize_t sq_io_readv_until(sq_io *io, const struct iovec *iov, int iovcnt,
                           int64_t deadline)
 {
@@ -42,40 +142,10 @@ ssize_t sq_io_readv_until(sq_io *io, const struct iovec *iov, int iovcnt,
     int rc = sq__io_enter(io, deadline);
     if (rc)
         return rc;
-    size_t want = iov_total(iov, iovcnt);
-    ssize_t r;
-    for (;;) {
-        uint32_t seen = seq_of(io, false);
-        if (atomic_load_explicit(&io->rd_drained, memory_order_relaxed) ==
-                seen + 1 &&
-            want > 0 &&
-            !atomic_load_explicit(&io->rd_closed, memory_order_relaxed)) {
-            if ((rc = sq__io_wait(io, false, seen, deadline)) != 0) {
-                r = rc;
-                break;
-            }
-            seen = seq_of(io, false);
-        }
-        r = iovcnt == 1 ? read(io->fd, iov[0].iov_base, iov[0].iov_len)
-                        : readv(io->fd, iov, iovcnt);
-        if (r >= 0) {
-            atomic_store_explicit(
-                &io->rd_drained,
-                io->is_socket && r > 0 && (size_t)r < want ? seen + 1 : 0,
-                memory_order_relaxed);
-            break;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            r = -errno;
-            break;
-        }
-        atomic_store_explicit(&io->rd_drained, 0, memory_order_relaxed);
-        if ((rc = sq__io_wait(io, false, seen, deadline)) != 0) {
-            r = rc;
-            break;
-        }
+    ssize_t r = -EBUSY;
+    if (!atomic_exchange_explicit(&io->reading, true, memory_order_acquire)) {
+        r = readv_locked(io, iov, iovcnt, deadline);
+        atomic_store_explicit(&io->reading, false, memory_order_release);
     }
     sq__io_unref(io);
     return r;
@@ -100,6 +170,8 @@ ssize_t sq_io_read(sq_io *io, void *buf, size_t n)
 static ssize_t write_once(sq_io *io, struct iovec *iov, int cnt)
 {
     if (io->is_socket) {
+        if (cnt == 1)
+            return send(io->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
         return sendmsg(io->fd, &m, MSG_NOSIGNAL);
     }

@@ -17,6 +17,9 @@ struct sq_io {
     atomic_int refs;         /* owner + calls in progress */
     atomic_bool closed;
     bool is_socket;
+    atomic_bool reading;     /* a read call is in progress (one at a time) */
+    unsigned char *ahead;    /* read-ahead bytes (sockets, small reads) */
+    uint32_t ahead_off, ahead_len;
     struct sq_io *release_next;
 };
 
@@ -29,5 +32,9 @@ void sq__io_unref(sq_io *io);
  * -ECANCELED, -ETIMEDOUT. */
 int sq__io_wait(sq_io *io, bool write, uint32_t seen, int64_t deadline);
 void sq__drain_sigpipe(void);
+
+/* Size of an sq_io's read-ahead buffer: reads asking for less than this add
+ * it to the system call (see io.c). */
+#define SQ__READ_AHEAD 1024
 
 #endif

@@ -54,6 +54,7 @@ static void release_pending(sq_runtime *rt)
     sq_io *list = atomic_exchange(&rt->io_release, NULL);
     while (list) {
         sq_io *next = list->release_next;
+        free(list->ahead);
         free(list);
         list = next;
     }

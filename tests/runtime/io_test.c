@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -468,4 +469,67 @@ static void *read_ahead(void *arg)
 TEST(socket_stream_whole_and_in_order_with_mixed_reads)
 {
     sq_test_run(2, read_ahead, NULL);
+}
+
+/* Read-ahead (io.c): a small read on a socket takes up to
+ * SQ__READ_AHEAD (1 KB) more from the kernel in the same system call.
+ * Those bytes come before any newer data, are returned without waiting
+ * (even past the deadline), are never combined with a second system call,
+ * and end of stream follows them. */
+static int unread_in_kernel(sq_io *io)
+{
+    int n = -1;
+    if (ioctl(sq_io_fd(io), FIONREAD, &n) != 0)
+        return -1;
+    return n;
+}
+
+static void *read_ahead_order(void *arg)
+{
+    (void)arg;
+    sq_io *l, *a, *b;
+    CHECK_EQ(sq_tcp_listen(&l, "127.0.0.1", 0, 4), 0);
+    CHECK_EQ(sq_tcp_connect(&a, "127.0.0.1", sq_io_local_port(l)), 0);
+    CHECK_EQ(sq_io_accept(l, &b), 0);
+    uint8_t out[3000], in[3000];
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = ahead_byte(i);
+
+    CHECK_EQ(sq_io_write(a, out, 600), 600);
+    WAIT_UNTIL(unread_in_kernel(b) == 600);
+    CHECK_EQ(sq_io_read(b, in, 10), 10);
+    CHECK_EQ(unread_in_kernel(b), 0); /* the other 590 were read ahead */
+    int64_t past = sq_now();
+    CHECK_EQ(sq_io_read_until(b, in + 10, 100, past), 100);
+    struct iovec v[2] = {{in + 110, 5}, {in + 115, 1000}};
+    CHECK_EQ(sq_io_readv(b, v, 2), 490); /* what was read ahead, no more */
+    CHECK(memcmp(in, out, 600) == 0);
+    int64_t d;
+    CHECK_EQ(sq_deadline_in(200 * SQ_USEC, &d), 0);
+    CHECK_EQ(sq_io_read_until(b, in, 10, d), -ETIMEDOUT);
+
+    /* The rest, then end of stream, read one byte at a time. */
+    CHECK_EQ(sq_io_write(a, out + 600, 2400), 2400);
+    CHECK_EQ(sq_io_shutdown_write(a), 0);
+    size_t got = 600;
+    for (;;) {
+        ssize_t n = sq_io_read(b, in + got, 1);
+        CHECK(n == 0 || n == 1);
+        if (n != 1 || got == sizeof in)
+            break;
+        got++;
+    }
+    CHECK_EQ(got, sizeof out);
+    CHECK(memcmp(in, out, sizeof out) == 0);
+    CHECK_EQ(sq_io_read(b, in, 1), 0);
+    CHECK_EQ(sq_io_read(b, in, 100), 0);
+    sq_io_close(a);
+    sq_io_close(b);
+    sq_io_close(l);
+    return NULL;
+}
+
+TEST(read_ahead_bytes_come_first_and_end_of_stream_follows)
+{
+    sq_test_run(2, read_ahead_order, NULL);
 }
