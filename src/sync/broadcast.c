@@ -148,7 +148,8 @@ int sq_broadcast_send(sq_broadcast *b, const void *msg)
     atomic_store_explicit(slot, writing(p), memory_order_relaxed);
     sq__words_store(slot + 1, msg, b->_elem_size); /* release: after the mark */
     atomic_store_explicit(slot, stable(p), memory_order_release);
-    atomic_store_explicit(&b->_tail, (p + 1) << 1, memory_order_seq_cst);
+    /* an exchange, not a store: see sq__waitlist_wait */
+    atomic_exchange_explicit(&b->_tail, (p + 1) << 1, memory_order_seq_cst);
     sq__spin_unlock(tx_lock(b));
     sq__waitlist_wake(&b->_waiters);
     return n > INT_MAX ? INT_MAX : (int)n;

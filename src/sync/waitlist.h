@@ -17,12 +17,16 @@ void sq__waitlist_init(sq__waitlist *wl);
  * looks again and may call back), -ETIMEDOUT at `deadline`, -ECANCELED
  * if the calling task is aborted.  A wake-up that races with the timeout
  * or the cancellation wins (0).  The word must be changed with a seq_cst
- * operation followed by sq__waitlist_wake. */
+ * read-modify-write (an exchange where a store would do) followed by
+ * sq__waitlist_wake.  The C11 model orders a seq_cst store before the
+ * seq_cst load in sq__waitlist_wake, but qemu-user's AArch64 emulation
+ * does not (stlr then ldar, on an x86 host): waiters were lost there.  An
+ * exchange costs the same as a seq_cst store on x86 (both are xchg). */
 int sq__waitlist_wait(sq__waitlist *wl, _Atomic uint64_t *word, uint64_t mask,
                       uint64_t expected, int64_t deadline);
 
 /* Wakes every queued waiter; cheap (one load) when nobody waits.  Call it
- * after the seq_cst change of the word. */
+ * after the seq_cst read-modify-write of the word. */
 void sq__waitlist_wake(sq__waitlist *wl);
 
 /* For a caller that must change the word and take the waiters under the

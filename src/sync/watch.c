@@ -4,9 +4,9 @@
  * lock, the readers' seqlock and the word receivers wait on:
  *  - A send takes WRITING with a CAS (spinning while another send holds
  *    it), stores the words (release: after the mark), then stores the next
- *    version with WRITING clear (seq_cst, for the wait list) and wakes the
- *    waiting receivers.  Nobody else changes _seq while WRITING is set
- *    (close waits for it), so that store cannot lose a bit.
+ *    version with WRITING clear (a seq_cst exchange, for the wait list) and
+ *    wakes the waiting receivers.  Nobody else changes _seq while WRITING
+ *    is set (close waits for it), so that exchange cannot lose a bit.
  *  - A read loads _seq (acquire); if WRITING it spins; else it copies the
  *    words (acquire loads) and loads _seq again: unchanged (but for
  *    CLOSED) means no send started in between, so the copy is whole and
@@ -18,7 +18,7 @@
  * which rx_drop also takes: a receiver that saw -EPIPE and dropped knows
  * close is done with the channel.
  *
- * Cost: a send is a CAS, the copy, a seq_cst store and (nobody waiting)
+ * Cost: a send is a CAS, the copy, an exchange and (nobody waiting)
  * one seq_cst load.  A read is two loads plus the copy.  Nothing
  * allocates after init. */
 #include "squirrel/watch.h"
@@ -131,7 +131,8 @@ int sq_watch_send(sq_watch *w, const void *value)
             break;
     }
     sq__words_store(w->_value, value, w->_elem_size);
-    atomic_store_explicit(&w->_seq, s + ONE_VERSION, memory_order_seq_cst);
+    /* an exchange, not a store: see sq__waitlist_wait */
+    atomic_exchange_explicit(&w->_seq, s + ONE_VERSION, memory_order_seq_cst);
     sq__waitlist_wake(&w->_waiters);
     return 0;
 }
