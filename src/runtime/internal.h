@@ -362,7 +362,10 @@ struct sq_runtime {
     size_t stack_size;
     atomic_bool shutting_down;
     atomic_bool stop;
-    atomic_long alive;          /* tasks not yet finished (+ unreaped) */
+
+    /* Written at every spawn and exit: kept off the line above, which
+     * spinning idle workers read all the time (nworkers, workers, stop). */
+    _Alignas(SQ__CACHELINE) atomic_long alive; /* not yet finished (+ unreaped) */
     _Atomic uint64_t spawned_outside; /* spawns from outside threads */
 
     /* global run queue */

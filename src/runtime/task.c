@@ -96,7 +96,10 @@ sq__task *sq__task_alloc(sq_runtime *rt, sq__worker *w)
 static void task_free(sq__task *t)
 {
     sq_runtime *rt = t->rt;
-    atomic_store(&t->id, 0); /* invalidates every handle */
+    /* Invalidates every handle.  Release, not seq_cst: a handle holds a
+     * reference, so only a misused stale handle can race with this, and
+     * ids are never reused. */
+    atomic_store_explicit(&t->id, 0, memory_order_release);
     sq__worker *w = sq__worker_current();
     if (w && w->rt == rt) {
         t->qnext = w->task_cache;
@@ -238,7 +241,8 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     size_t n = strnlen(name, sizeof t->name - 1);
     memcpy(t->name, name, n);
     t->name[n] = 0;
-    atomic_store(&t->id, new_id(w));
+    /* release: a handle that sees the id sees the task set up */
+    atomic_store_explicit(&t->id, new_id(w), memory_order_release);
     atomic_fetch_add_explicit(&rt->alive, 1, memory_order_relaxed);
     if (w && w->rt == rt)
         SQ__STAT_INC(w, spawned);
@@ -349,7 +353,8 @@ void sq__task_settle_exit(sq__worker *w, sq__task *t)
         sq__stack_put(rt, w, t->stack);
         t->stack = NULL;
     }
-    atomic_store(&t->state, SQ__T_DONE);
+    /* release: nothing here reads another thread's writes after it */
+    atomic_store_explicit(&t->state, SQ__T_DONE, memory_order_release);
     if (atomic_fetch_sub(&rt->alive, 1) == 1 &&
         atomic_load(&rt->shutting_down)) {
         atomic_fetch_add(&rt->done_seq, 1);
