@@ -62,7 +62,7 @@ static ssize_t read_once(sq_io *io, const struct iovec *iov, int iovcnt,
                          size_t want, size_t *total)
 {
     *total = want;
-    if (io->is_socket && want < SQ__READ_AHEAD && iovcnt < 8) {
+    if (io->is_socket && want > 0 && want < SQ__READ_AHEAD && iovcnt < 8) {
         if (!io->ahead)
             io->ahead = malloc(SQ__READ_AHEAD);
         if (io->ahead) {

@@ -497,6 +497,8 @@ static void *read_ahead_order(void *arg)
 
     CHECK_EQ(sq_io_write(a, out, 600), 600);
     WAIT_UNTIL(unread_in_kernel(b) == 600);
+    CHECK_EQ(sq_io_read(b, in, 0), 0); /* a zero-length read takes nothing */
+    CHECK_EQ(unread_in_kernel(b), 600);
     CHECK_EQ(sq_io_read(b, in, 10), 10);
     CHECK_EQ(unread_in_kernel(b), 0); /* the other 590 were read ahead */
     int64_t past = sq_now();
