@@ -13,8 +13,8 @@
  *
  * At most one task may read and one may wait to write on an sq_io at a
  * time (a second concurrent reader, or a second waiting writer, gets
- * -EBUSY).  All calls must be
- * made from tasks of the runtime that created the sq_io (-EPERM otherwise).
+ * -EBUSY).  All calls must be made from tasks of the runtime that created
+ * the sq_io (-EPERM otherwise).
  * Reads return the byte count, 0 at end of stream, or a negative errno.
  */
 #ifndef SQUIRREL_IO_H

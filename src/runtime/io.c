@@ -53,39 +53,47 @@ static ssize_t sys_readv(sq_io *io, const struct iovec *iov, int iovcnt)
                        : readv(io->fd, iov, iovcnt);
 }
 
-/* One read system call.  A small read on a socket also asks for
- * SQ__READ_AHEAD bytes more, into io->ahead: if fewer than everything
- * asked for come back, the socket was drained (which a read that fills the
- * caller's buffer exactly cannot tell), and bytes beyond the caller's
- * buffer wait in io->ahead for the next read.  *total is what was asked. */
+/* Reads with fewer buffers than this may read ahead (the extra buffer
+ * goes in a copy of the caller's array, on the stack). */
+#define AHEAD_IOV_MAX 8
+
+/* One read system call.  A small read on a socket also offers the kernel
+ * SQ__READ_AHEAD bytes more, into io->ahead; bytes beyond the caller's
+ * buffers wait there for the next read.  *drained: the call returned fewer
+ * bytes than it offered, so the socket was empty after it (which a read
+ * that fills the caller's buffer exactly cannot tell without the offer). */
 static ssize_t read_once(sq_io *io, const struct iovec *iov, int iovcnt,
-                         size_t want, size_t *total)
+                         size_t want, bool *drained)
 {
-    *total = want;
-    if (io->is_socket && want > 0 && want < SQ__READ_AHEAD && iovcnt < 8) {
-        if (!io->ahead)
-            io->ahead = malloc(SQ__READ_AHEAD);
-        if (io->ahead) {
-            struct iovec v[8];
-            memcpy(v, iov, (size_t)iovcnt * sizeof *v);
-            v[iovcnt] = (struct iovec){io->ahead, SQ__READ_AHEAD};
-            *total = want + SQ__READ_AHEAD;
-            ssize_t r = sys_readv(io, v, iovcnt + 1);
-            if (r > (ssize_t)want) {
-                io->ahead_off = 0;
-                io->ahead_len = (uint32_t)((size_t)r - want);
-                r = (ssize_t)want;
-            }
-            return r;
-        }
+    size_t offered = want;
+    ssize_t r;
+    bool ahead = io->is_socket && want > 0 && want < SQ__READ_AHEAD &&
+                 iovcnt < AHEAD_IOV_MAX;
+    if (ahead && !io->ahead && !(io->ahead = malloc(SQ__READ_AHEAD)))
+        ahead = false; /* no memory: read without it */
+    if (ahead) {
+        struct iovec v[AHEAD_IOV_MAX];
+        memcpy(v, iov, (size_t)iovcnt * sizeof *v);
+        v[iovcnt] = (struct iovec){io->ahead, SQ__READ_AHEAD};
+        offered += SQ__READ_AHEAD;
+        r = sys_readv(io, v, iovcnt + 1);
+    } else {
+        r = sys_readv(io, iov, iovcnt);
     }
-    return sys_readv(io, iov, iovcnt);
+    *drained = r > 0 && (size_t)r < offered;
+    if (r > (ssize_t)want) {
+        io->ahead_off = 0;
+        io->ahead_len = (uint32_t)((size_t)r - want);
+        r = (ssize_t)want;
+    }
+    return r;
 }
 
-/* Read hint, for sockets: a read that returned less than asked drained the
- * socket, and data that arrives later raises a new readiness edge.  So
- * while no edge has arrived since the draining read started, the next read
- * would only return EAGAIN: skip that system call and wait at once.  This
+/* Read hint, for sockets: a read that returned less than it offered
+ * (read_once) drained the socket, and data that arrives later raises a new
+ * readiness edge.  So while no edge has arrived since the draining read
+ * started, the next read would only return EAGAIN: skip that system call
+ * and wait at once.  This
  * saves one of the three system calls of a request/response round trip,
  * on both sides: the read-ahead above makes a read that fills a small
  * buffer exactly tell whether it drained the socket too.
@@ -112,16 +120,12 @@ static ssize_t readv_locked(sq_io *io, const struct iovec *iov, int iovcnt,
                 return rc;
             seen = seq_of(io, false);
         }
-        size_t total;
-        ssize_t r = read_once(io, iov, iovcnt, want, &total);
+        bool drained;
+        ssize_t r = read_once(io, iov, iovcnt, want, &drained);
         if (r >= 0) {
-            atomic_store_explicit(
-                &io->rd_drained,
-                io->is_socket && r > 0 && (size_t)r < total &&
-                        io->ahead_len == 0
-                    ? seen + 1
-                    : 0,
-                memory_order_relaxed);
+            atomic_store_explicit(&io->rd_drained,
+                                  io->is_socket && drained ? seen + 1 : 0,
+                                  memory_order_relaxed);
             return r;
         }
         if (errno == EINTR)
