@@ -45,13 +45,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "squirrel/list.h"
 #include "squirrel/runtime.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-struct sq__waiter;
 
 /* ---------------------------------------------------------- semaphore */
 
@@ -67,12 +67,12 @@ typedef struct sq_sem {
     _Atomic uint64_t _state;
     atomic_int _lock;            /* spin lock over the queue */
     unsigned _flags;             /* for the run-time checks */
-    struct sq__waiter *_head, *_tail; /* FIFO of waiters */
+    struct sq__list _waiters;    /* FIFO of waiters (sq__waiter) */
 } sq_sem;
 
 #define SQ_SEM_INITIALIZER(permits)                                     \
     {._state = (uint64_t)(permits) << 2, ._lock = 0, ._flags = 0,      \
-     ._head = NULL, ._tail = NULL}
+     ._waiters = SQ__LIST_INIT}
 
 /* Initialises s with `permits` available permits.  -EINVAL if permits
  * exceeds SQ_SEM_MAX_PERMITS.  Never waits. */

@@ -25,7 +25,7 @@ static sq__cctx orphans = {.name = "finished tasks"};
 
 /* ------------------------------------------------------------ contexts */
 
-static _Thread_local sq__cctx *tls_ctx;
+static SQ__TLS sq__cctx *tls_ctx;
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
@@ -79,8 +79,8 @@ static void tls_key_make(void)
 sq__cctx *sq__check_current(void)
 {
     sq__task *t = sq__task_current();
-    if (t && t->check)
-        return t->check;
+    if (t && *sq__task_check_slot(t))
+        return *sq__task_check_slot(t);
     if (!t && tls_ctx)
         return tls_ctx;
     sq__cctx *c = calloc(1, sizeof *c);
@@ -88,11 +88,11 @@ sq__cctx *sq__check_current(void)
         return NULL;
     if (t) {
         c->task = t;
-        c->task_id = atomic_load_explicit(&t->id, memory_order_relaxed);
-        c->spawn_site = t->spawn_site;
-        snprintf(c->name, sizeof c->name, "task '%s' #%llu", t->name,
-                 (unsigned long long)c->task_id);
-        t->check = c;
+        c->task_id = sq__task_id_of(t);
+        c->spawn_site = sq__task_site_of(t);
+        snprintf(c->name, sizeof c->name, "task '%s' #%llu",
+                 sq__task_name_of(t), (unsigned long long)c->task_id);
+        *sq__task_check_slot(t) = c;
     } else {
         snprintf(c->name, sizeof c->name, "thread %ld", (long)gettid());
         pthread_once(&tls_once, tls_key_make);
@@ -108,7 +108,7 @@ sq__cctx *sq__check_current(void)
 static sq__cctx *current_if_any(void)
 {
     sq__task *t = sq__task_current();
-    return t ? t->check : tls_ctx;
+    return t ? *sq__task_check_slot(t) : tls_ctx;
 }
 
 /* Describes the calling task or thread for a report, context or not. */
@@ -333,10 +333,10 @@ static void add_self(sq__report *r, const sq__cctx *c)
     }
     sq__task *t = sq__task_current();
     if (t) {
-        sq__report_add(r, "task '%s' #%llu", t->name,
-                       (unsigned long long)atomic_load(&t->id));
-        if (t->spawn_site)
-            sq__report_add(r, " (spawned at %s)", t->spawn_site);
+        sq__report_add(r, "task '%s' #%llu", sq__task_name_of(t),
+                       (unsigned long long)sq__task_id_of(t));
+        if (sq__task_site_of(t))
+            sq__report_add(r, " (spawned at %s)", sq__task_site_of(t));
     } else {
         sq__report_add(r, "thread %ld", (long)gettid());
     }
@@ -396,7 +396,7 @@ static void h_wait_begin(sq__waiter *w)
     bool found = false;
     sq__report r;
     for (sq__hold *h = c ? c->holds : NULL; h; h = h->cnext) {
-        if (h->flags & SQ__SEM_F_MAY_WAIT)
+        if (h->flags & SQ__LOCK_F_MAY_WAIT)
             continue;
         if (!found) {
             found = true;
@@ -572,11 +572,12 @@ static void h_lock_downgrade(const void *lock)
 
 static void h_task_exit(sq__task *t)
 {
-    if (!t->check)
+    void **slot = sq__task_check_slot(t);
+    if (!*slot)
         return;
     pthread_mutex_lock(&sq__check_lock);
-    ctx_retire(t->check);
-    t->check = NULL;
+    ctx_retire(*slot);
+    *slot = NULL;
     pthread_mutex_unlock(&sq__check_lock);
 }
 

@@ -113,7 +113,7 @@ static bool really_waits(const sq__cctx *c)
 {
     if (!c->task || c->task == sq__task_current())
         return true; /* a thread (trusted), or the caller: its wait ended */
-    return atomic_load_explicit(&c->task->waiting, memory_order_acquire) !=
+    return sq__task_waiting_of(c->task) !=
            NULL;
 }
 

@@ -46,7 +46,7 @@ typedef struct dtask {
     const sq_runtime *rt;
     const sq__task *t;       /* identity only: never dereferenced later */
     uint64_t id;
-    char name[sizeof ((sq__task *)0)->name];
+    char name[SQ__TASK_NAME_MAX];
     const char *spawn_site;
     int state;               /* sq__task.state as read */
     int wait;                /* W_* */
@@ -109,13 +109,13 @@ static void read_wait(dsnap *s, sq__task *t, dtask *d)
 {
     d->wait = W_NONE;
     for (int tries = 0; tries < 3; tries++) {
-        sq__waiter *w = atomic_load_explicit(&t->waiting, memory_order_acquire);
+        sq__waiter *w = sq__task_waiting_of(t);
         if (!w)
             return;
         sq__waiter copy;
         if (copy_mem(s, &copy, w, sizeof copy) && copy.task == t &&
             copy.kind >= 0 && copy.kind < SQ__WAIT_NKINDS &&
-            atomic_load_explicit(&t->waiting, memory_order_acquire) == w) {
+            sq__task_waiting_of(t) == w) {
             d->wait = W_KNOWN;
             d->kind = copy.kind;
             d->obj = copy.obj;
@@ -144,11 +144,11 @@ static void snap_task(sq__task *t, void *arg)
     dtask *d = &s->t[s->n++];
     d->rt = s->rt[s->nrt - 1].rt;
     d->t = t;
-    d->id = atomic_load_explicit(&t->id, memory_order_relaxed);
-    memcpy(d->name, t->name, sizeof d->name);
+    d->id = sq__task_id_of(t);
+    memcpy(d->name, sq__task_name_of(t), sizeof d->name);
     d->name[sizeof d->name - 1] = '\0';
-    d->spawn_site = t->spawn_site;
-    d->state = atomic_load_explicit(&t->state, memory_order_acquire);
+    d->spawn_site = sq__task_site_of(t);
+    d->state = sq__task_state_of(t);
     d->ctx = NULL;
     read_wait(s, t, d);
 }
@@ -175,7 +175,7 @@ static void snap_runtime(sq_runtime *rt, void *arg)
     }
     druntime *r = &s->rt[s->nrt++];
     r->rt = rt;
-    r->nworkers = rt->nworkers;
+    r->nworkers = sq__runtime_workers(rt);
     r->first = s->n;
     sq__registry_foreach(rt, snap_task, s);
     r->n = s->n - r->first;

@@ -21,8 +21,7 @@
 
 #include "squirrel/check.h"
 
-#include "../runtime/internal.h"
-#include "../sync/core.h"
+#include "sq_runtime/iface.h"
 
 typedef struct sq__cctx sq__cctx;
 

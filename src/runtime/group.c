@@ -13,7 +13,7 @@
 struct sq_group {
     sq_runtime *rt;
     sq__spin lock;
-    sq__task *members;          /* unreaped, linked by grp_prev/grp_next */
+    struct sq__list members;    /* unreaped, linked by grp_link */
     sq__task *done_head, *done_tail; /* finished, unreaped, by qnext */
     size_t count;
     sq__waiter *waiter;
@@ -52,11 +52,7 @@ int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
         return rc;
     t->group = g;
     sq__spin_lock(&g->lock);
-    t->grp_prev = NULL;
-    t->grp_next = g->members;
-    if (g->members)
-        g->members->grp_prev = t;
-    g->members = t;
+    sq__list_push_front(&g->members, &t->grp_link);
     g->count++;
     sq__spin_unlock(&g->lock);
     if (id_out)
@@ -89,12 +85,7 @@ static sq__task *take_done(sq_group *g)
     g->done_head = t->qnext;
     if (!g->done_head)
         g->done_tail = NULL;
-    if (t->grp_prev)
-        t->grp_prev->grp_next = t->grp_next;
-    else
-        g->members = t->grp_next;
-    if (t->grp_next)
-        t->grp_next->grp_prev = t->grp_prev;
+    sq__list_remove(&g->members, &t->grp_link);
     g->count--;
     return t;
 }
@@ -160,8 +151,8 @@ size_t sq_group_size(sq_group *g)
 void sq_group_cancel_all(sq_group *g)
 {
     sq__spin_lock(&g->lock);
-    for (sq__task *t = g->members; t; t = t->grp_next)
-        sq__task_abort(t);
+    SQ__LIST_FOREACH(l, &g->members)
+        sq__task_abort(sq__task_of_link(l, grp_link));
     sq__spin_unlock(&g->lock);
 }
 

@@ -57,7 +57,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-static _Thread_local sq__worker *tls_worker;
+static SQ__TLS sq__worker *tls_worker;
 
 /* Not inlined: a task may resume on another thread, and the compiler must
  * not reuse a thread-local address computed before a switch. */
@@ -72,6 +72,19 @@ sq__task *sq__task_current(void)
 {
     sq__worker *w = sq__worker_current();
     return w ? w->cur : NULL;
+}
+
+bool sq__task_is_local(const sq__task *t)
+{
+    sq__worker *w = sq__worker_current();
+    return w && w->rt == t->rt;
+}
+
+void sq__task_yield_handoff(void)
+{
+    sq__worker *w = sq__worker_current();
+    if (w && w->cur)
+        sq__sched_switch_away(SQ__SW_YIELD);
 }
 
 sq_runtime *sq_runtime_current(void)

@@ -150,11 +150,7 @@ static void registry_add(sq_runtime *rt, sq__task *t, int shard)
 {
     t->reg_shard = shard;
     sq__spin_lock(&rt->reg[shard].lock);
-    t->reg_prev = NULL;
-    t->reg_next = rt->reg[shard].head;
-    if (t->reg_next)
-        t->reg_next->reg_prev = t;
-    rt->reg[shard].head = t;
+    sq__list_push_front(&rt->reg[shard].tasks, &t->reg_link);
     sq__spin_unlock(&rt->reg[shard].lock);
 }
 
@@ -162,12 +158,7 @@ static void registry_remove(sq_runtime *rt, sq__task *t)
 {
     int shard = t->reg_shard;
     sq__spin_lock(&rt->reg[shard].lock);
-    if (t->reg_prev)
-        t->reg_prev->reg_next = t->reg_next;
-    else
-        rt->reg[shard].head = t->reg_next;
-    if (t->reg_next)
-        t->reg_next->reg_prev = t->reg_prev;
+    sq__list_remove(&rt->reg[shard].tasks, &t->reg_link);
     sq__spin_unlock(&rt->reg[shard].lock);
 }
 
@@ -176,8 +167,8 @@ void sq__registry_foreach(sq_runtime *rt, void (*fn)(sq__task *, void *),
 {
     for (int i = 0; i < SQ__REG_SHARDS; i++) {
         sq__spin_lock(&rt->reg[i].lock);
-        for (sq__task *t = rt->reg[i].head; t; t = t->reg_next)
-            fn(t, arg);
+        SQ__LIST_FOREACH(l, &rt->reg[i].tasks)
+            fn(sq__task_of_link(l, reg_link), arg);
         sq__spin_unlock(&rt->reg[i].lock);
     }
 }
@@ -192,8 +183,8 @@ void sq__registry_cancel_all(sq_runtime *rt)
 {
     for (int i = 0; i < SQ__REG_SHARDS; i++) {
         sq__spin_lock(&rt->reg[i].lock);
-        for (sq__task *t = rt->reg[i].head; t; t = t->reg_next)
-            sq__task_abort(t);
+        SQ__LIST_FOREACH(l, &rt->reg[i].tasks)
+            sq__task_abort(sq__task_of_link(l, reg_link));
         sq__spin_unlock(&rt->reg[i].lock);
     }
 }
@@ -401,7 +392,7 @@ void sq__waiter_init_for(sq__waiter *w, int kind, const void *obj)
     w->task = sq__task_current();
     atomic_store_explicit(&w->signalled, 0, memory_order_relaxed);
     w->status = 0;
-    w->next = w->prev = NULL;
+    w->link.next = w->link.prev = NULL;
     w->data = NULL;
     w->kind = kind;
     w->obj = obj;
@@ -633,4 +624,46 @@ int sq_cancel_unmask(void)
         return -EINVAL;
     t->cancel_mask--;
     return 0;
+}
+
+/* ------------------------------------------------ accessors (iface.h) */
+
+uint64_t sq__task_id_of(const sq__task *t)
+{
+    return atomic_load_explicit(&t->id, memory_order_relaxed);
+}
+
+const char *sq__task_name_of(const sq__task *t)
+{
+    return t->name;
+}
+
+const char *sq__task_site_of(const sq__task *t)
+{
+    return t->spawn_site;
+}
+
+int sq__task_state_of(const sq__task *t)
+{
+    return atomic_load_explicit(&t->state, memory_order_acquire);
+}
+
+sq__waiter *sq__task_waiting_of(const sq__task *t)
+{
+    return atomic_load_explicit(&t->waiting, memory_order_acquire);
+}
+
+void **sq__task_check_slot(sq__task *t)
+{
+    return &t->check;
+}
+
+int sq__runtime_workers(const sq_runtime *rt)
+{
+    return rt->nworkers;
+}
+
+uint64_t sq__runtime_seed(const sq_runtime *rt)
+{
+    return rt->seed;
 }

@@ -71,33 +71,19 @@ void sq__sem_init(sq_sem *s, size_t n)
     atomic_init(&s->_state, permits(n));
     atomic_init(&s->_lock, 0);
     s->_flags = 0;
-    s->_head = s->_tail = NULL;
+    sq__list_init(&s->_waiters);
 }
 
 /* ------------------------------------------------------------ the queue */
 
 static void queue_push(sq_sem *s, sq__waiter *w)
 {
-    w->next = NULL;
-    w->prev = s->_tail;
-    if (s->_tail)
-        s->_tail->next = w;
-    else
-        s->_head = w;
-    s->_tail = w;
+    sq__list_push_back(&s->_waiters, &w->link);
 }
 
 static void queue_remove(sq_sem *s, sq__waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        s->_tail = w->prev;
-    w->next = w->prev = NULL;
+    sq__list_remove(&s->_waiters, &w->link);
 }
 
 /* Under the lock: clears WAITERS if the queue has become empty
@@ -105,7 +91,7 @@ static void queue_remove(sq_sem *s, sq__waiter *w)
  * makes nothing available. */
 static void settle_flag_locked(sq_sem *s)
 {
-    if (!s->_head)
+    if (sq__list_empty(&s->_waiters))
         atomic_fetch_and_explicit(&s->_state, ~SQ__SEM_WAITERS,
                                   memory_order_relaxed);
 }
@@ -132,10 +118,10 @@ static void signal_locked(wake_list *wl, sq__waiter *w)
      * runtime cannot go away under it.  A plain thread (or another
      * runtime) wakes it now, under the lock, which the woken task must
      * take before it can finish, so the runtime outlives the wake-up. */
-    sq__worker *me = sq__worker_current();
-    if (wl->n < WAKE_BATCH && me && me->rt == t->rt)
+    bool local = sq__task_is_local(t);
+    if (wl->n < WAKE_BATCH && local)
         wl->task[wl->n++] = t;
-    else if (me && me->rt == t->rt)
+    else if (local)
         sq__task_wake_handoff(t);
     else
         sq__task_wake(t);
@@ -155,8 +141,8 @@ static void wake_listed(wake_list *wl)
  * back after unlocking). */
 static size_t dispatch_locked(sq_sem *s, size_t n, wake_list *wl)
 {
-    while (n && s->_head) {
-        sq__waiter *w = s->_head;
+    while (n && !sq__list_empty(&s->_waiters)) {
+        sq__waiter *w = sq__waiter_of(s->_waiters.head);
         sem_waiter *sw = sq__container_of(w, sem_waiter, w);
         size_t take = n < sw->need ? n : sw->need;
         sw->need -= take;
@@ -236,7 +222,7 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
     queue_remove(s, &sw.w);
     size_t back = n - sw.need;
     wake_list wl = {.n = 0};
-    if (s->_head && back)
+    if (!sq__list_empty(&s->_waiters) && back)
         back = dispatch_locked(s, back, &wl);
     else
         settle_flag_locked(s);
@@ -294,11 +280,8 @@ static int released(wake_list *wl, bool yield, int rc)
 {
     int woke = wl->n;
     wake_listed(wl);
-    if (yield && woke) {
-        sq__worker *me = sq__worker_current();
-        if (me && me->cur)
-            sq__sched_switch_away(SQ__SW_YIELD);
-    }
+    if (yield && woke)
+        sq__task_yield_handoff();
     return rc;
 }
 
@@ -359,8 +342,8 @@ void sq__sem_grant_all(sq_sem *s)
         return;
     wake_list wl = {.n = 0};
     sq__spin_lock(sem_lock(s));
-    while (s->_head) {
-        sq__waiter *w = s->_head;
+    while (!sq__list_empty(&s->_waiters)) {
+        sq__waiter *w = sq__waiter_of(s->_waiters.head);
         sq__container_of(w, sem_waiter, w)->need = 0;
         queue_remove(s, w);
         w->status = 0;
@@ -377,8 +360,8 @@ void sq__sem_close(sq_sem *s)
     wake_list wl = {.n = 0};
     sq__spin_lock(sem_lock(s));
     atomic_fetch_or_explicit(&s->_state, SQ__SEM_CLOSED, memory_order_release);
-    while (s->_head) {
-        sq__waiter *w = s->_head;
+    while (!sq__list_empty(&s->_waiters)) {
+        sq__waiter *w = sq__waiter_of(s->_waiters.head);
         sem_waiter *sw = sq__container_of(w, sem_waiter, w);
         back += sw->want - sw->need;
         queue_remove(s, w);
