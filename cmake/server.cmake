@@ -30,7 +30,7 @@ file(GLOB SQ_PROTO_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/proto/*.c
 sq_layer(proto BELOW patterns SOURCES ${SQ_PROTO_SOURCES})
 target_link_libraries(sq_proto PUBLIC sq_llhttp PkgConfig::JANSSON)
 if(TARGET sq_proto_layer)
-  target_link_libraries(sq_proto_layer PRIVATE sq_llhttp PkgConfig::JANSSON)
+  target_link_libraries(sq_proto_layer PUBLIC sq_llhttp PkgConfig::JANSSON)
 endif()
 
 file(GLOB_RECURSE SQ_SERVER_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/server/*.c)
