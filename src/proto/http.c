@@ -610,6 +610,7 @@ static int deliver(sq_http_reader *r, sq_http_request *req)
         free(body);
         return -ENOMEM;
     }
+    body[body_len] = '\0'; /* reserved but never appended to: no NUL yet */
     sq_http_header *h = (sq_http_header *)(void *)block;
     char *s = block + harr;
     req->target = memcpy(s, url, ulen + 1);

@@ -138,6 +138,17 @@ TASK_TEST(a_request_without_body_has_an_empty_terminated_body)
     sq_http_request_free(&req);
 }
 
+TASK_TEST(a_zero_content_length_gives_an_empty_terminated_body)
+{
+    for (int i = 0; i < 20; i++) {
+        sq_http_request req;
+        expect_read("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &req);
+        CHECK(req.body && req.body[0] == '\0');
+        CHECK_EQ(req.body_len, 0);
+        sq_http_request_free(&req);
+    }
+}
+
 TASK_TEST(a_body_may_hold_any_byte)
 {
     char text[256];
