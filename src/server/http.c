@@ -35,6 +35,7 @@ typedef struct hconn {
     sq_http_reader *rd;
     sq_mpsc reqs;                /* sq_http_request * from the reader */
     atomic_bool gone;            /* the peer closed or failed */
+    atomic_bool busy;            /* the handler is answering a request */
     sq__spin lock;
     sq_outq *watching;           /* the queue the handler waits on */
     sq_tracker *trk;             /* 2026-07-28 requests of this connection */
@@ -59,6 +60,10 @@ static void *reader_main(void *arg)
             continue;
         }
         free(req);
+        /* Idle past idle_timeout: the connection ends, unless an answer
+         * is being streamed on it (a GET stream, a listen). */
+        if (rc == 0 && status == 408 && atomic_load(&c->busy))
+            continue;
         if (rc == -EPROTO)
             c->status = status; /* read by the handler after the close */
         break;
@@ -932,7 +937,7 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io)
         .max_body_bytes = s->cfg.max_message_bytes,
         .header_timeout = s->cfg.header_timeout,
         .body_timeout = s->cfg.body_timeout,
-        .idle_timeout = SQ_FOREVER,
+        .idle_timeout = s->cfg.idle_timeout,
     };
     c.trk = sq_tracker_new(s->cfg.max_inflight_session);
     if (!c.trk || sq_http_reader_new(&c.rd, io, &lim) != 0 ||
@@ -957,7 +962,9 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io)
         if (sq_mpsc_recv(&c.reqs, &req) != 0)
             break; /* the reader is done: peer gone, error, or stopping */
         bool close = !req->keep_alive;
+        atomic_store(&c.busy, true);
         int rc = handle(&c, req, &close);
+        atomic_store(&c.busy, false);
         sq_http_request_free(req);
         free(req);
         if (rc || close || sq_cancelled())
