@@ -25,6 +25,11 @@ add_library(sq_llhttp STATIC ${SQ_LLHTTP_DIR}/llhttp.c ${SQ_LLHTTP_DIR}/api.c ${
 target_include_directories(sq_llhttp SYSTEM PUBLIC ${SQ_LLHTTP_INCLUDE})
 set_target_properties(sq_llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 99)
 target_compile_options(sq_llhttp PRIVATE -w)
+# llhttp.c holds two parsers; the strict one refuses what the lenient one
+# lets through and a server must not: chunk data not followed by CRLF
+# (request smuggling), whitespace before a header's colon, bytes after a
+# "Connection: close" request.
+target_compile_definitions(sq_llhttp PRIVATE LLHTTP_STRICT_MODE=1)
 
 file(GLOB SQ_PROTO_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/proto/*.c)
 sq_layer(proto BELOW patterns SOURCES ${SQ_PROTO_SOURCES})

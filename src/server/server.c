@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -296,19 +297,99 @@ int sq_srv_listen(sq_srv *s, const sq_srv_endpoint *cfg, char **url)
     return 0;
 }
 
+/* Standard input or output may be a regular file (a redirection), which
+ * epoll cannot watch: then a thread of its own copies between the file
+ * and a pipe, with plain blocking calls, and the server uses the pipe. */
+typedef struct relay {
+    int from, to;
+    pthread_t thread;
+} relay;
+
+static void *relay_main(void *arg)
+{
+    relay *r = arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(r->from, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(r->to, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                goto done;
+            off += w;
+        }
+    }
+done:
+    close(r->from);
+    close(r->to);
+    return NULL;
+}
+
+/* Adopts fd, or a pipe relayed to it; *rl is the relay to join (output)
+ * or NULL. */
+static int adopt_stdio(int fd, bool output, sq_io **io, relay **rl)
+{
+    *rl = NULL;
+    int rc = sq_io_adopt(io, fd);
+    if (rc != -EPERM)
+        return rc;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -errno;
+    relay *r = malloc(sizeof *r);
+    if (!r) {
+        close(p[0]);
+        close(p[1]);
+        return -ENOMEM;
+    }
+    *r = output ? (relay){.from = p[0], .to = fd} : (relay){.from = fd, .to = p[1]};
+    if ((rc = sq_io_adopt(io, output ? p[1] : p[0])) != 0 ||
+        (rc = -pthread_create(&r->thread, NULL, relay_main, r)) != 0) {
+        close(p[0]);
+        close(p[1]);
+        free(r);
+        return rc;
+    }
+    if (output) {
+        *rl = r;
+    } else {
+        pthread_detach(r->thread); /* may block on a terminal: not waited */
+    }
+    return 0;
+}
+
+static void *join_relay(void *arg)
+{
+    relay *r = arg;
+    pthread_join(r->thread, NULL);
+    free(r);
+    return NULL;
+}
+
 int sq_srv_serve_stdio(sq_srv *s, int in_fd, int out_fd)
 {
     sq_io *in, *out;
-    int rc = sq_io_adopt(&in, in_fd);
+    relay *rin, *rout;
+    int rc = adopt_stdio(in_fd, false, &in, &rin);
     if (rc)
         return rc;
-    if ((rc = sq_io_adopt(&out, out_fd)) != 0) {
+    if ((rc = adopt_stdio(out_fd, true, &out, &rout)) != 0) {
         sq_io_close(in);
         return rc;
     }
     sq_serve_stream_conn(s, in, true, out);
     sq_io_close(in);
     sq_io_close(out);
+    if (rout) { /* everything written reaches the file before we return */
+        sq_cancel_mask();
+        sq_blocking_run(join_relay, rout, NULL);
+        sq_cancel_unmask();
+    }
     return 0;
 }
 

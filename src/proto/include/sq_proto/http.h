@@ -74,8 +74,26 @@ void sq_http_reader_free(sq_http_reader *r);
  *      the status to answer before closing (400, 408, 413, 431, 501,
  *      505), and the connection cannot be read further;
  *  -ECANCELED, -ECONNRESET and other negative errno values of the read.
- * Waits for bytes (a cancellation point); the deadlines of lim apply. */
+ * Waits for bytes (a cancellation point); the deadlines of lim apply.
+ * Cancel safe: after -ECANCELED the part of a request already read stays
+ * in the reader, and the next call goes on with it (its deadlines as
+ * they were).  After -EPROTO every call returns -EPROTO with the same
+ * status; after a request with keep_alive false, every call returns 0.
+ * HTTP/1.0 requests always have keep_alive false (one request per
+ * connection).  status_out may be NULL. */
 int sq_http_read(sq_http_reader *r, sq_http_request *req, int *status_out);
+
+/* Extension: when on, sq_http_read itself answers "Expect: 100-continue"
+ * (HTTP/1.1, a body announced and none of it received yet, the head
+ * accepted) by writing "HTTP/1.1 100 Continue" on io before it waits for
+ * the body, so that clients such as curl do not wait a second before
+ * sending it.  Off by default: only turn it on when no other task writes
+ * on io while sq_http_read runs (a server that answers each request
+ * before reading the next), since an interim response written in the
+ * middle of another, or before an earlier response, breaks the stream.
+ * A head refused (413, ...) gets no 100: the client reads the refusal.
+ * Never waits. */
+void sq_http_reader_answer_continue(sq_http_reader *r, bool on);
 
 /* True once the peer has closed its side or the connection failed (as
  * seen by the last read).  Never waits. */
@@ -97,7 +115,12 @@ void sq_http_add_header(sq__strbuf *b, const char *name, const char *value);
 void sq_http_end_headers(sq__strbuf *b, size_t len);
 
 /* Writes a whole response: status, headers ("Name: value" pairs in
- * `headers`, n of them, may be NULL), Content-Type (NULL: none) and body.
+ * `headers`, n of them, may be NULL: n strings, each one whole header
+ * line such as "Mcp-Session-Id: abc", without CRLF), Content-Type (NULL:
+ * none) and body.  1xx, 204 and 304 responses get neither body nor
+ * Content-Length.  CR and LF inside names and values (here and in
+ * sq_http_add_header) are written as spaces: a value can never start a
+ * header line of its own.  -ENOMEM if the head cannot be built.
  * Returns 0 or a negative errno (-EPIPE, -ECONNRESET, -ECANCELED...).
  * Waits for the socket (a cancellation point; a write cut short by
  * cancellation leaves the connection unusable). */
@@ -109,7 +132,11 @@ int sq_http_respond(struct sq_io *io, int status, bool close,
  * Transfer-Encoding: chunked (HTTP/1.1; for HTTP/1.0 the body is
  * delimited by closing, and `close` is forced), chunk writes one chunk
  * (nothing for len 0), end writes the last chunk.  0 or a negative errno.
- * Each waits for the socket (a cancellation point). */
+ * Each waits for the socket (a cancellation point).  `headers` as for
+ * sq_http_respond; Connection: close when the request has keep_alive
+ * false; req NULL is taken as an HTTP/1.1 keep-alive request.  For
+ * HTTP/1.0, end shuts down the write side of io (the end of the body);
+ * the caller closes io after it. */
 int sq_http_stream_begin(struct sq_io *io, const sq_http_request *req,
                          int status, const char *content_type,
                          const char *const *headers, size_t n);
