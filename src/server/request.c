@@ -192,12 +192,14 @@ int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
     return rc;
 }
 
-/* Unlists r and gives its permits back (at its end). */
+/* Unlists r and gives its permits back (at its end, or when it becomes a
+ * task).  Only r's own task calls it. */
 static void tracker_leave(sq_mcp_req *r)
 {
     sq_tracker *t = r->trk;
-    if (!t)
+    if (!t || r->trk_left)
         return;
+    r->trk_left = true;
     sq_mutex_lock(&t->lock);
     sq__list_remove(&t->reqs, &r->link);
     bool empty = --t->count == 0;
@@ -284,6 +286,11 @@ static void deadline_remove(sq_mcp_req *r)
         r->dl_slot = -1;
     }
     sq__spin_unlock(&s->dl_lock);
+}
+
+void sq_req_detach_tracker(sq_mcp_req *r)
+{
+    tracker_leave(r);
 }
 
 void sq_req_no_deadline(sq_mcp_req *r)

@@ -113,6 +113,20 @@ int sq_mcp_fail(sq_mcp_req *r, int code, const char *message, json_t *data);
 /* The request's deadline (sq_now clock). */
 int64_t sq_mcp_deadline(const sq_mcp_req *r);
 
+/* Turns the tools/call being handled into a task (the 2026-07-28 era's
+ * extension io.modelcontextprotocol/tasks, for a tool flagged
+ * SQ_MCP_TASK_OPTIONAL or SQ_MCP_TASK_REQUIRED whose caller declared the
+ * extension): the client gets a CreateTaskResult at once, and the handler
+ * goes on in the background; what it returns becomes the task's outcome
+ * (tasks/get), an SQ_MCP_INPUT_REQUIRED parks the task in input_required
+ * until tasks/update answers it, and tasks/cancel cancels it (its waits
+ * return -ECANCELED).  A task no longer belongs to its client's
+ * connection: it outlives it, without the request deadline, until its
+ * time to live ends.  Progress and log messages of a task are not sent.
+ * Returns 0 (now a task), -ENOTSUP (not possible for this request: the
+ * handler goes on synchronously), -EALREADY, -ENOMEM.  Never waits. */
+int sq_mcp_task_start(sq_mcp_req *r);
+
 /* ---------------------------------------------------- result builders */
 
 /* {"content":[{"type":"text","text":text}]}; NULL if out of memory. */
