@@ -296,6 +296,7 @@ void *sq_req_reaper_main(void *arg)
 {
     sq_srv *s = arg;
     int64_t swept = sq_now() / SQ_SEC - 1; /* seconds swept up to */
+    int64_t last_expiry = 0;
     for (;;) {
         int rc = sq_notify_wait_until(&s->dl_stop, sq_now() + 250 * SQ_MSEC);
         if (rc == 0 || rc == -ECANCELED)
@@ -322,6 +323,10 @@ void *sq_req_reaper_main(void *arg)
             sq__spin_unlock(&s->dl_lock);
         }
         swept = sec - 1; /* this second may still get requests due in it */
+        if (sec != last_expiry) {
+            last_expiry = sec;
+            sq_srv_expire_sessions(s);
+        }
     }
     return NULL;
 }

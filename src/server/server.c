@@ -450,6 +450,37 @@ void sq_srv_destroy(sq_srv *s)
     free(s);
 }
 
+/* ------------------------------------------------------------- expiry */
+
+void sq_srv_expire_sessions(sq_srv *s)
+{
+    if (s->cfg.session_idle <= 0)
+        return;
+    int64_t cutoff = sq_now() - s->cfg.session_idle;
+    /* Collected under the lock (a walk, no wait), ended after it. */
+    sq_sess *idle[64];
+    int n = 0;
+    sq_mutex_lock(&s->lock);
+    SQ__LIST_FOREACH(l, &s->sessions) {
+        sq_sess *x = sq__list_entry(l, sq_sess, link);
+        /* HTTP sessions only: a stream connection's session lives as long
+         * as its connection.  A session with requests in flight or an
+         * open GET stream is in use. */
+        if (n < 64 && x->http && atomic_load(&x->last_used) < cutoff &&
+            sq_sem_available(&x->trk->inflight) ==
+                (size_t)s->cfg.max_inflight_session &&
+            !x->unsolicited)
+            idle[n++] = sq_sess_ref(x);
+    }
+    sq_mutex_unlock(&s->lock);
+    for (int i = 0; i < n; i++) {
+        sq_srv_log(s, SQ_MCP_INFO, "session", NULL, "session %s expired (idle)",
+                   idle[i]->id);
+        sq_sess_end(idle[i]);
+        sq_sess_unref(idle[i]);
+    }
+}
+
 /* ------------------------------------------------------- notifications */
 
 static const char *list_changed_method(int kind)

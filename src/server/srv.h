@@ -326,6 +326,9 @@ struct sq_srv {
     sq_notify dl_stop;
 };
 
+/* Ends the HTTP sessions idle for longer than session_idle (at most 64
+ * per call; the reaper calls it every second).  Never waits long. */
+void sq_srv_expire_sessions(sq_srv *s);
 /* Takes r off the deadline wheel: it runs until cancelled (listen). */
 void sq_req_no_deadline(sq_mcp_req *r);
 /* The deadline reaper's task body (request.c). */
