@@ -1,6 +1,6 @@
 // The verdict on conformance runs, stricter than the suite's own exit code.
 //
-//   node conformance-verdict.mjs [--allow FILE] [--label NAME] DIR
+//   node conformance-verdict.mjs [--allow FILE] [--expect FILE] [--label NAME] DIR
 //
 // DIR is the -o directory of one `conformance server` run: one
 // subdirectory per scenario holding its checks.json.  A scenario fails if
@@ -10,7 +10,9 @@
 // scenarios named in the allow-list FILE: features squirreld does not have
 // yet.  A listed scenario that passes fails the verdict too, so that the
 // list shrinks as features arrive and cannot hide a later regression.
-// WARNINGs are printed but do not fail.
+// WARNINGs are printed but do not fail.  With --expect, a FILE naming
+// the scenarios the run should have (one a line), a scenario without
+// results (the suite died, or skipped it) fails as MISSING.
 //
 // Exit status: 0 when every scenario passed (or is allowed to fail), 1
 // otherwise, 2 on bad usage or when DIR holds no results at all.
@@ -23,16 +25,18 @@ import path from 'node:path';
 
 function usage(msg) {
   if (msg) console.error(`conformance-verdict: ${msg}`);
-  console.error('usage: node conformance-verdict.mjs [--allow FILE] [--label NAME] DIR');
+  console.error('usage: node conformance-verdict.mjs [--allow FILE] [--expect FILE] [--label NAME] DIR');
   process.exit(2);
 }
 
 let allowFile = null;
+let expectFile = null;
 let label = null;
 let dir = null;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === '--allow') allowFile = argv[++i] ?? usage('--allow needs a file');
+  else if (argv[i] === '--expect') expectFile = argv[++i] ?? usage('--expect needs a file');
   else if (argv[i] === '--label') label = argv[++i] ?? usage('--label needs a name');
   else if (argv[i].startsWith('-')) usage(`unknown option ${argv[i]}`);
   else if (dir === null) dir = argv[i];
@@ -41,14 +45,17 @@ for (let i = 0; i < argv.length; i++) {
 if (dir === null) usage('no directory');
 label ??= path.basename(path.resolve(dir));
 
-// The allow-list: one scenario name per line; '#' starts a comment.
-const allowed = new Map(); // scenario -> line number
-if (allowFile) {
-  fs.readFileSync(allowFile, 'utf8').split('\n').forEach((line, i) => {
+// A list file: one scenario name per line; '#' starts a comment.
+function readList(file) {
+  const names = new Map(); // scenario -> line number
+  fs.readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
     const name = line.replace(/#.*/, '').trim();
-    if (name) allowed.set(name, i + 1);
+    if (name) names.set(name, i + 1);
   });
+  return names;
 }
+const allowed = allowFile ? readList(allowFile) : new Map();
+const expected = expectFile ? readList(expectFile) : new Map();
 
 // Results directories are named server-<scenario>-<ISO time, ':' and '.'
 // replaced by '-'>.  A scenario run twice keeps its last result.
@@ -72,6 +79,11 @@ for (const e of entries.filter((x) => x.isDirectory()).sort((a, b) => a.name.loc
   results.set(scenario, Array.isArray(checks) ? checks : []);
 }
 if (results.size === 0) usage(`no checks.json under ${dir}`);
+for (const name of expected.keys()) {
+  if (!results.has(name)) {
+    results.set(name, [{ id: 'results', status: 'FAILURE', errorMessage: 'MISSING: the run left no checks.json for this scenario' }]);
+  }
+}
 
 const firstLine = (s) => String(s ?? '').split('\n')[0].slice(0, 300);
 let passed = 0, failed = 0, excused = 0, warnings = 0;
