@@ -333,6 +333,7 @@ void *sq_req_reaper_main(void *arg)
         if (sec != last_expiry) {
             last_expiry = sec;
             sq_srv_expire_sessions(s);
+            sq_tasks_expire(s);
         }
     }
     return NULL;

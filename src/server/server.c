@@ -76,6 +76,8 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
     sq_sem_init(&s->inflight, (size_t)s->cfg.max_inflight_total);
     sq_mutex_init_named(&s->lock, "server.sessions");
     sq_notify_init(&s->dl_stop);
+    sq_mutex_init_named(&s->task_lock, "server.tasks");
+    s->tasks_by_id = json_object();
     if (s->cfg.state_key_hex) {
         const char *h = s->cfg.state_key_hex;
         if (strlen(h) != 64) {
@@ -445,6 +447,8 @@ void sq_srv_destroy(sq_srv *s)
         sq_group_destroy(s->tasks);
     sq__registry_free(s->reg);
     json_decref(s->by_id);
+    if (s->tasks_by_id)
+        sq_tasks_free(s);
     free(s->token);
     sq_srv_config_free(&s->cfg);
     free(s);

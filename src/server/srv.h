@@ -329,7 +329,7 @@ struct sq_srv {
     sq_notify dl_stop;
     /* Tasks by id (tasks.c). */
     sq_mutex task_lock;
-    json_t *tasks;
+    json_t *tasks_by_id;
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64

@@ -51,7 +51,7 @@ static json_t *iso_time(int64_t ms)
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    char buf[40];
+    char buf[80];
     snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(ms % 1000));
@@ -99,8 +99,17 @@ static json_t *detailed(const sq_taskrec *t)
         json_object_set(j, "result", t->result);
     else if (t->status == T_FAILED && t->error)
         json_object_set(j, "error", t->error);
-    else if (t->status == T_INPUT && t->inputs)
-        json_object_set(j, "inputRequests", t->inputs);
+    else if (t->status == T_INPUT && t->inputs) {
+        /* What is still unanswered (a partial tasks/update leaves the
+         * rest outstanding). */
+        json_t *left = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(t->inputs, k, v)
+            if (!json_object_get(t->answers, k))
+                json_object_set(left, k, v);
+        json_object_set_new(j, "inputRequests", left);
+    }
     return j;
 }
 
@@ -159,7 +168,7 @@ int sq_mcp_task_start(sq_mcp_req *r)
     atomic_init(&t->refs, 1);
     /* Durable first: the task is findable before its id is sent. */
     sq_mutex_lock(&s->task_lock);
-    json_object_set_new(s->tasks, t->id, json_integer((intptr_t)t));
+    json_object_set_new(s->tasks_by_id, t->id, json_integer((intptr_t)t));
     json_t *create = task_json(t);
     sq_mutex_unlock(&s->task_lock);
     r->taskrec = rec_ref(t);
@@ -266,7 +275,7 @@ static sq_taskrec *find(sq_mcp_req *r, int *rc)
     sq_taskrec *t = NULL;
     if (id) {
         sq_mutex_lock(&s->task_lock);
-        json_t *v = json_object_get(s->tasks, id);
+        json_t *v = json_object_get(s->tasks_by_id, id);
         t = v ? rec_ref((sq_taskrec *)(intptr_t)json_integer_value(v)) : NULL;
         sq_mutex_unlock(&s->task_lock);
     }
@@ -357,13 +366,13 @@ void sq_tasks_expire(sq_srv *s)
     const char *k;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(s->tasks, tmp, k, v) {
+    json_object_foreach_safe(s->tasks_by_id, tmp, k, v) {
         sq_taskrec *t = (sq_taskrec *)(intptr_t)json_integer_value(v);
         if (n < 64 && t->expires <= now) {
             gone[n++] = t; /* the table's reference */
             if (!terminal(t->status))
                 t->cancel = true;
-            json_object_del(s->tasks, k);
+            json_object_del(s->tasks_by_id, k);
         }
     }
     sq_mutex_unlock(&s->task_lock);
@@ -388,8 +397,8 @@ void sq_tasks_free(sq_srv *s)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(s->tasks, k, v)
+    json_object_foreach(s->tasks_by_id, k, v)
         rec_unref((sq_taskrec *)(intptr_t)json_integer_value(v));
-    json_decref(s->tasks);
-    s->tasks = NULL;
+    json_decref(s->tasks_by_id);
+    s->tasks_by_id = NULL;
 }
