@@ -26,9 +26,11 @@ void sq_ctx_time_text(int64_t ms, char *buf, size_t cap)
 {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
+    char day[40];
     gmtime_r(&s, &tm);
-    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (snprintf(buf, cap, "%s.%03dZ", day, (int)(ms % 1000)) >= (int)cap && cap)
+        buf[cap - 1] = '\0';
 }
 
 const char *sq_ctx_kind_name(int kind)
