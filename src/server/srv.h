@@ -269,6 +269,7 @@ typedef struct sq_entry {
     int kind;                   /* SQ_ENTRY_* */
     char *key;                  /* name, URI or URI template */
     json_t *desc;               /* what the list method returns for it */
+    struct sq_schema *schema;   /* tools with SQ_MCP_VALIDATE: compiled */
     union {
         sq_mcp_tool_def tool;
         sq_mcp_resource_def resource;
