@@ -710,14 +710,16 @@ int sq_http_read(sq_http_reader *r, sq_http_request *req, int *status_out)
             return 0;
         }
         make_room(r);
+        int64_t deadline = read_deadline(r, idle);
         ssize_t n = sq_io_read_until(r->io, r->buf + r->end,
-                                     READ_BUF_BYTES - r->end,
-                                     read_deadline(r, idle));
+                                     READ_BUF_BYTES - r->end, deadline);
         if (n > 0) {
             r->end += (size_t)n;
         } else if (n == 0) {
             r->eof = true;
-        } else if (n == -ETIMEDOUT) {
+        } else if (n == -ETIMEDOUT && sq_now() >= deadline) {
+            /* Our deadline.  (An ETIMEDOUT before it is the socket's:
+             * a dead TCP peer, an error of the connection, below.) */
             if (!r->head_started) {
                 *status_out = 408; /* idle: nothing of a request yet */
                 return 0;

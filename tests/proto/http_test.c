@@ -19,6 +19,23 @@ static sq_http_limits quick(void)
                             .idle_timeout = 5 * SQ_SEC};
 }
 
+/* A connection that has carried `text`, and a reader on it. */
+static sq_http_reader *reader_after(conn *c, const char *text,
+                                    const sq_http_limits *lim)
+{
+    conn_open(c);
+    send_str(c->cli, text);
+    sq_http_reader *r = NULL;
+    CHECK_EQ(sq_http_reader_new(&r, c->srv, lim), 0);
+    return r;
+}
+
+static void reader_done(conn *c, sq_http_reader *r)
+{
+    sq_http_reader_free(r);
+    conn_close(c);
+}
+
 /* Sends len bytes of text on a fresh connection (closing the sending side
  * after them if `eof`) and reads one request. */
 static int read_from(const char *text, size_t len, bool eof,
@@ -33,8 +50,7 @@ static int read_from(const char *text, size_t len, bool eof,
     sq_http_reader *r;
     CHECK_EQ(sq_http_reader_new(&r, c.srv, lim), 0);
     int rc = sq_http_read(r, req, status);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
     return rc;
 }
 
@@ -244,7 +260,7 @@ static void pipelined_request(int i, sq__strbuf *out)
     } else if (i % 3 == 1) {
         sq__strbuf_printf(out, "POST /r/%d HTTP/1.1\r\nX-Seq: %d\r\n%s"
                           "Content-Length: %zu\r\n\r\n", i, i, close, body.len);
-        sq__strbuf_add(out, body.buf, body.len);
+        sq__strbuf_add(out, sq__strbuf_str(&body), body.len);
     } else {
         sq__strbuf_printf(out, "POST /r/%d HTTP/1.1\r\nX-Seq: %d\r\n%s"
                           "Transfer-Encoding: chunked\r\n\r\n", i, i, close);
@@ -367,18 +383,15 @@ TASK_TEST(a_kept_alive_connection_serves_one_request_after_another)
         CHECK(memcmp(resp, expect, strlen(expect)) == 0);
     }
     CHECK(!sq_http_reader_eof(r));
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 TASK_TEST(a_connection_close_request_is_the_last)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, "GET /1 HTTP/1.1\r\nConnection: close\r\n\r\n"
-                    "GET /2 HTTP/1.1\r\n\r\n");
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, NULL), 0);
+    sq_http_reader *r = reader_after(
+        &c, "GET /1 HTTP/1.1\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+        NULL);
     sq_http_request req;
     int st;
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
@@ -388,8 +401,7 @@ TASK_TEST(a_connection_close_request_is_the_last)
     CHECK_EQ(sq_http_read(r, &req, &st), 0);
     CHECK_EQ(st, 0);
     CHECK_EQ(sq_http_read(r, &req, &st), 0);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 TASK_TEST(an_http10_request_is_never_kept_alive)
@@ -407,40 +419,38 @@ TASK_TEST(an_http10_request_is_never_kept_alive)
 TASK_TEST(a_chunked_body_with_extensions_and_trailers_is_joined)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "5;name=val\r\nhello\r\n"
-                    "1;flag\r\n \r\n"
-                    "5;q=\"quoted\"\r\nworld\r\n"
-                    "0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n"
-                    "GET /next HTTP/1.1\r\n\r\n");
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, NULL), 0);
+    sq_http_reader *r = reader_after(
+        &c, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5;name=val\r\nhello\r\n"
+            "1;flag\r\n \r\n"
+            "5;q=\"quoted\"\r\nworld\r\n"
+            "2;a;b=2\r\n!!\r\n"
+            "1;a=\"1\";b=\"2\"\r\n?\r\n"
+            "0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n"
+            "GET /next HTTP/1.1\r\n\r\n",
+        NULL);
     sq_http_request req;
     int st;
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
     CHECK(req.chunked);
-    CHECK(streq(req.body, "hello world"));
-    CHECK_EQ(req.body_len, 11);
+    CHECK(streq(req.body, "hello world!!?"));
+    CHECK_EQ(req.body_len, 14);
     CHECK_EQ(req.nheaders, 1); /* trailers are dropped */
     CHECK(sq_http_header_get(&req, "x-trailer") == NULL);
     sq_http_request_free(&req);
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
     CHECK(streq(req.target, "/next"));
     sq_http_request_free(&req);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 TASK_TEST(an_upgrade_request_is_read_as_plain_http)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n"
-                    "Connection: Upgrade\r\n\r\n"
-                    "POST /after HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, NULL), 0);
+    sq_http_reader *r = reader_after(
+        &c, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            "POST /after HTTP/1.1\r\nContent-Length: 2\r\n\r\nok",
+        NULL);
     sq_http_request req;
     int st;
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
@@ -450,8 +460,7 @@ TASK_TEST(an_upgrade_request_is_read_as_plain_http)
     CHECK(streq(req.target, "/after"));
     CHECK(streq(req.body, "ok"));
     sq_http_request_free(&req);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 /* ------------------------------------------------------ reads of any size */
@@ -498,8 +507,7 @@ TASK_TEST(a_request_delivered_one_byte_at_a_time_is_read_whole)
     CHECK(streq(req.body, "wxyz"));
     sq_http_request_free(&req);
     CHECK_EQ(sq_join(w, NULL), 0);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 /* ------------------------------------------------------- end of stream */
@@ -507,11 +515,8 @@ TASK_TEST(a_request_delivered_one_byte_at_a_time_is_read_whole)
 TASK_TEST(end_of_stream_between_requests_returns_0)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, "GET / HTTP/1.1\r\n\r\n\r\n");
+    sq_http_reader *r = reader_after(&c, "GET / HTTP/1.1\r\n\r\n\r\n", NULL);
     CHECK_EQ(sq_io_shutdown_write(c.cli), 0);
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, NULL), 0);
     CHECK(!sq_http_reader_eof(r));
     sq_http_request req;
     int st;
@@ -521,19 +526,16 @@ TASK_TEST(end_of_stream_between_requests_returns_0)
     CHECK_EQ(st, 0);
     CHECK(sq_http_reader_eof(r));
     CHECK_EQ(sq_http_read(r, &req, &st), 0);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 TASK_TEST(requests_before_the_end_of_stream_are_all_returned)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
+    sq_http_reader *r = reader_after(
+        &c, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", NULL);
     CHECK_EQ(sq_io_shutdown_write(c.cli), 0);
     WAIT_UNTIL(pending(c.srv) > 0);
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, NULL), 0);
     sq_http_request req;
     int st;
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
@@ -544,8 +546,7 @@ TASK_TEST(requests_before_the_end_of_stream_are_all_returned)
     sq_http_request_free(&req);
     CHECK_EQ(sq_http_read(r, &req, &st), 0);
     CHECK(sq_http_reader_eof(r));
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 static void expect_cut_short(const char *text)
@@ -698,25 +699,20 @@ TASK_TEST(an_idle_connection_returns_0_with_408)
     send_str(c.cli, "GET / HTTP/1.1\r\n\r\n");
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
     sq_http_request_free(&req);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 static void expect_timeout(const char *text, sq_http_limits lim, int64_t least)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, text);
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, &lim), 0);
+    sq_http_reader *r = reader_after(&c, text, &lim);
     sq_http_request req;
     int st = -1;
     int64_t t0 = sq_now();
     CHECK_EQ(sq_http_read(r, &req, &st), -EPROTO);
     CHECK(sq_now() - t0 >= least);
     CHECK_EQ(st, 408);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 TASK_TEST(a_head_slower_than_the_header_timeout_is_408)
@@ -913,10 +909,8 @@ TASK_TEST(an_unsupported_version_is_505)
 TASK_TEST(a_failed_reader_keeps_failing_with_the_same_status)
 {
     conn c;
-    conn_open(&c);
-    send_str(c.cli, "GET / HTTP/1.1\r\nX : y\r\n\r\nGET / HTTP/1.1\r\n\r\n");
-    sq_http_reader *r;
-    CHECK_EQ(sq_http_reader_new(&r, c.srv, NULL), 0);
+    sq_http_reader *r =
+        reader_after(&c, "GET / HTTP/1.1\r\nX : y\r\n\r\nGET / HTTP/1.1\r\n\r\n", NULL);
     sq_http_request req;
     int st = -1;
     CHECK_EQ(sq_http_read(r, &req, &st), -EPROTO);
@@ -925,8 +919,7 @@ TASK_TEST(a_failed_reader_keeps_failing_with_the_same_status)
     CHECK_EQ(sq_http_read(r, &req, &st), -EPROTO);
     CHECK_EQ(st, 400);
     CHECK_EQ(sq_http_read(r, &req, NULL), -EPROTO); /* status_out NULL */
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 /* -------------------------------------------------------- cancellation */
@@ -971,8 +964,7 @@ TASK_TEST(a_cancelled_read_keeps_the_partial_request)
     CHECK(streq(sq_http_header_get(&req, "x-a"), "1b"));
     CHECK(streq(req.body, "abcdef"));
     sq_http_request_free(&req);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 /* ---------------------------------------------------- 100-continue */
@@ -1032,8 +1024,7 @@ TASK_TEST(expect_100_continue_gets_nothing_once_the_body_is_there)
     CHECK_EQ(sq_http_read(r, &req, &st), 1);
     sq_http_request_free(&req);
     CHECK_EQ(pending(c.cli), 0);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
 
 TASK_TEST(expect_100_continue_is_not_answered_by_default)
@@ -1070,6 +1061,5 @@ TASK_TEST(a_refused_head_gets_its_status_instead_of_100)
     CHECK_EQ(sq_http_read(r, &req, &st), -EPROTO);
     CHECK_EQ(st, 413);
     CHECK_EQ(pending(c.cli), 0);
-    sq_http_reader_free(r);
-    conn_close(&c);
+    reader_done(&c, r);
 }
