@@ -18,7 +18,7 @@
 #ifndef SQ_SERVER_SRV_H
 #define SQ_SERVER_SRV_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
