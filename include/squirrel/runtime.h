@@ -196,13 +196,27 @@ int sq_runtime_spawn_at(sq_runtime *rt, sq_task *out, sq_task_fn fn,
     sq_runtime_spawn_at((rt), (out), (fn), (arg), (opts), SQ_SITE)
 
 /* Waits until task t finishes and stores its return value in *result (may
- * be NULL), consuming the handle.  Returns 0; -ECANCELED if t was aborted
- * (the handle is still consumed; *result is t's return value if it ran,
- * else NULL); -EINVAL for a consumed, detached or foreign handle, or when
- * another joiner is already waiting on t; -EDEADLK for joining oneself.
+ * be NULL), consuming the handle.  What the join reports for t:
+ *  - 0, *result = what t returned: t ran and returned, and no abort ever
+ *    reached it, including an sq_abort that came while it ran but that
+ *    none of its cancellation points (nor sq_cancelled) ever reported to
+ *    it, or that came after its function had returned;
+ *  - -ECANCELED, *result = what t returned: t was aborted and the abort
+ *    reached it while it ran: a cancellation point of t stopped waiting
+ *    because of it (that call returned -ECANCELED, or, in the rare race
+ *    where what it waited for arrived at the same instant, 0), or
+ *    sq_cancelled() returned true in t.  Masked cancellation points do
+ *    not count (they do not stop);
+ *  - -ECANCELED, *result = NULL: t was aborted before it started and
+ *    never ran;
+ *  - -ENOMEM, *result = NULL: t could not get a stack and never ran.
+ * The handle is consumed in all four cases.  Errors that leave it alone:
+ * -EINVAL for a consumed, detached or foreign handle, or when another
+ * joiner is already waiting on t; -EDEADLK for joining oneself.
  * Cancellation point for the caller: on -ECANCELED *because the caller was
- * aborted* the handle is NOT consumed (check sq_cancelled()).  Works from
- * plain threads too (blocks the thread). */
+ * aborted* the handle is NOT consumed (check sq_cancelled()); a t that
+ * has already finished is joined even then.  Works from plain threads too
+ * (blocks the thread). */
 int sq_join(sq_task t, void **result);
 
 /* As sq_join, but gives up at `deadline` with -ETIMEDOUT, leaving the
@@ -242,7 +256,9 @@ uint64_t sq_task_id(void);
 /* Name of the calling task (valid while it runs), or NULL outside a task. */
 const char *sq_task_name(void);
 
-/* True if the calling task has been aborted (whether or not masked). */
+/* True if the calling task has been aborted (whether or not masked).
+ * Asking counts as being told: once it has returned true, sq_join on the
+ * task reports -ECANCELED. */
 bool sq_cancelled(void);
 
 /* Masks cancellation for the calling task (nestable): cancellation points
