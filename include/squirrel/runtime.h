@@ -289,13 +289,26 @@ int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
 #define sq_group_spawn(g, fn, arg, opts, id_out) \
     sq_group_spawn_at((g), (fn), (arg), (opts), (id_out), SQ_SITE)
 
-/* Waits for the next member to finish (in completion order), reaps it and
- * stores its id and result (either pointer may be NULL).  Returns 0, or
- * -ECANCELED for a member that was aborted (it is reaped all the same),
- * -ENOENT if the group has no members, -ETIMEDOUT at the deadline (the
- * _until form).  Cancellation point: if the caller is aborted it returns
- * -ECANCELED and reaps nothing (check sq_cancelled() to tell apart).
- * Only one task may wait on a group at a time (-EBUSY). */
+/* Waits for the next member to finish (in completion order) and reaps
+ * it.  Returns 0 when a member was reaped: its id goes to *id_out, its
+ * result to *result and its status to *status_out (each may be NULL);
+ * the status is what sq_join would have returned for it (0, -ECANCELED,
+ * -ENOMEM: see sq_join).  Otherwise nothing is reaped and nothing is
+ * stored: -ENOENT if the group has no members, -ETIMEDOUT at the deadline
+ * (the _until form), -EBUSY if another task or thread is already waiting
+ * on the group (one at a time), -EINVAL (g NULL, negative deadline), or
+ * -ECANCELED: always the caller's own abort, never a member's.
+ * Cancellation point. */
+int sq_group_reap(sq_group *g, uint64_t *id_out, void **result,
+                  int *status_out);
+int sq_group_reap_until(sq_group *g, uint64_t *id_out, void **result,
+                        int *status_out, int64_t deadline);
+
+/* As sq_group_reap, but returns the reaped member's status instead of 0
+ * (0, -ECANCELED or -ENOMEM, as sq_join would).  So -ECANCELED is either
+ * a member that was cancelled (it is reaped) or the caller's own abort
+ * (nothing reaped).  They are told apart by *id_out, which is written
+ * (never 0) exactly when a member was reaped; or call sq_group_reap. */
 int sq_group_next(sq_group *g, uint64_t *id_out, void **result);
 int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
                         int64_t deadline);
@@ -306,9 +319,11 @@ size_t sq_group_size(sq_group *g);
 /* Aborts every current member.  Never waits. */
 void sq_group_cancel_all(sq_group *g);
 
-/* Waits for every member to finish and reaps them all.  Returns 0, or the
- * first -ECANCELED from the caller being aborted (members not yet finished
- * stay in the group). */
+/* Waits for every member to finish and reaps them all, dropping their
+ * results and statuses.  Returns 0; -ECANCELED if the caller is aborted
+ * (never for a cancelled member; members not yet reaped stay in the
+ * group); -EBUSY if another task or thread waits on g.  Cancellation
+ * point (not while the caller masks cancellation). */
 int sq_group_wait_all(sq_group *g);
 
 /* Aborts and reaps every remaining member, then frees g.  Waits for the

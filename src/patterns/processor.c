@@ -201,14 +201,16 @@ static slot *find_slot(sq_processor *p, uint64_t id)
  * aborted (nothing reaped in those three cases). */
 static int reap_one(sq_processor *p, sq_job_outcome *out, int64_t deadline)
 {
-    uint64_t id = 0; /* task ids are never 0: nonzero means reaped */
+    uint64_t id = 0;
     void *res = NULL;
-    int rc = sq_group_next_until(p->group, &id, &res, deadline);
-    if (id == 0)
-        return rc;
+    int task_status = 0;
+    int rc = sq_group_reap_until(p->group, &id, &res, &task_status, deadline);
+    if (rc)
+        return rc; /* the caller's own: nothing reaped */
     slot *s = res;
     if (!s) {
-        /* Finished without running: aborted, or no stack (rc says).
+        /* Finished without running: aborted, or no stack (task_status
+         * says which).
          * After a stop nothing is admitted any more: the slot and its
          * permit are simply not given back. */
         if (stopped(p)) {
@@ -219,7 +221,8 @@ static int reap_one(sq_processor *p, sq_job_outcome *out, int64_t deadline)
         size_t index = s ? s->index : SQ_JOB_NONE;
         if (s)
             retire(p, s);
-        job_failed(p, index, rc < 0 ? rc : -ECANCELED, false);
+        job_failed(p, index, task_status < 0 ? task_status : -ECANCELED,
+                   false);
         return 0;
     }
     size_t index = s->index;

@@ -374,3 +374,49 @@ TEST(abort_the_task_saw_through_sq_cancelled_is_reported_by_join)
 {
     join_after_abort(U_POLL, -ECANCELED, (void *)7);
 }
+
+/* A task group reports each member as sq_join would. */
+static void *group_unseen_root(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    unseen quiet = {.mode = U_MASKED}, told = {.mode = U_POLL};
+    atomic_int sleeping = 0;
+    uint64_t id_quiet, id_told, id_sleeper;
+    CHECK_EQ(sq_group_spawn(g, unseen_task, &quiet, NULL, &id_quiet), 0);
+    CHECK_EQ(sq_group_spawn(g, unseen_task, &told, NULL, &id_told), 0);
+    CHECK_EQ(sq_group_spawn(g, sleep_forever, &sleeping, NULL, &id_sleeper),
+             0);
+    while (!atomic_load(&quiet.started) || !atomic_load(&told.started) ||
+           !atomic_load(&sleeping))
+        sq_yield();
+    sq_group_cancel_all(g);
+    atomic_store(&quiet.go, 1);
+    for (int i = 0; i < 3; i++) {
+        uint64_t id = 0;
+        void *r = NULL;
+        int status = 1;
+        CHECK_EQ(sq_group_reap(g, &id, &r, &status), 0);
+        if (id == id_quiet) {
+            CHECK_EQ(status, 0);
+            CHECK(r == (void *)42);
+        } else if (id == id_told) {
+            CHECK_EQ(status, -ECANCELED);
+            CHECK(r == (void *)7);
+        } else {
+            CHECK_EQ(id, id_sleeper);
+            CHECK_EQ(status, -ECANCELED);
+            CHECK_EQ((intptr_t)r, -ECANCELED);
+        }
+    }
+    CHECK_EQ(sq_group_size(g), 0);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_members_report_an_abort_as_their_join_would)
+{
+    atomic_store(&cleanups, 0);
+    sq_test_run(2, group_unseen_root, NULL);
+}
