@@ -276,6 +276,14 @@ typedef struct sq_group sq_group;
  * runtime thread, -ENOMEM).  Never waits. */
 int sq_group_create(sq_group **out);
 
+/* Creates an empty group bound to rt, from any thread (a task of rt or
+ * of another runtime, or a plain thread).  Returns 0, -EINVAL (rt or out
+ * NULL) or -ENOMEM.  Never waits.  Every sq_group_* call on the group
+ * works from any thread as well (waits block a plain thread); members are
+ * spawned into rt (-ESHUTDOWN once it is shutting down).  The group must
+ * be destroyed before rt is: its unreaped members live in rt. */
+int sq_group_create_in(sq_runtime *rt, sq_group **out);
+
 /* Spawns fn(arg) into g; the group owns its handle.  *id_out (may be NULL)
  * receives the task id.  Errors as sq_spawn, plus -EINVAL if g is being
  * destroyed.  Never waits. */

@@ -329,23 +329,6 @@ void sq_processor_cancel(sq_processor *p)
 
 /* ---------------------------------------------------- create, destroy */
 
-static void *make_group(void *arg)
-{
-    return (void *)(intptr_t)sq_group_create(arg);
-}
-
-/* The group of the jobs, on rt.  From a plain thread sq_group_create is
- * not available (it binds to the caller's runtime), so a short task of rt
- * creates it. */
-static int group_for(sq_runtime *rt, bool inside, sq_group **out)
-{
-    if (inside)
-        return sq_group_create(out);
-    void *res = NULL;
-    int rc = sq_runtime_block_on(rt, make_group, out, &res);
-    return rc ? rc : (int)(intptr_t)res;
-}
-
 int sq_processor_create(sq_processor **out, size_t n, size_t k,
                         sq_job_fn fn, void *arg,
                         const sq_processor_opts *opts)
@@ -366,7 +349,7 @@ int sq_processor_create(sq_processor **out, size_t n, size_t k,
         free(slots);
         return -ENOMEM;
     }
-    int rc = group_for(rt, cur != NULL, &p->group);
+    int rc = sq_group_create_in(rt, &p->group);
     if (rc) {
         free(p);
         free(slots);

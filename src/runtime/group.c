@@ -19,17 +19,24 @@ struct sq_group {
     sq__waiter *waiter;
 };
 
-int sq_group_create(sq_group **out)
+int sq_group_create_in(sq_runtime *rt, sq_group **out)
 {
-    sq_runtime *rt = sq_runtime_current();
-    if (!rt)
-        return -EPERM;
+    if (!rt || !out)
+        return -EINVAL;
     sq_group *g = calloc(1, sizeof *g);
     if (!g)
         return -ENOMEM;
     g->rt = rt;
     *out = g;
     return 0;
+}
+
+int sq_group_create(sq_group **out)
+{
+    sq_runtime *rt = sq_runtime_current();
+    if (!rt)
+        return -EPERM;
+    return sq_group_create_in(rt, out);
 }
 
 int(sq_group_spawn)(sq_group *g, sq_task_fn fn, void *arg,
