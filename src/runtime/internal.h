@@ -65,6 +65,10 @@ struct sq__task {
      * thieves leave it there while that worker keeps switching. */
     atomic_bool handoff;
     int cancel_mask;               /* only touched by the task itself */
+    /* An abort reached the task: a cancellation point stopped for it or
+     * sq_cancelled() said so.  Only the task writes it; its join then
+     * reports -ECANCELED (an abort it never heard of does not count). */
+    bool cancel_seen;
     atomic_bool cancel_req;
     bool started;
     bool finished;                 /* under lock */
@@ -286,6 +290,10 @@ void sq__driver_wake(sq_runtime *rt);
 
 void sq__blocking_stop(sq_runtime *rt);
 
+/* True if a cancellation point of t (the calling task) must stop now:
+ * t is aborted and does not mask cancellation.  Records that the abort
+ * reached t (t->cancel_seen), so call it only where a true result makes
+ * the call return -ECANCELED. */
 bool sq__cancel_pending(sq__task *t);
 
 #endif

@@ -506,6 +506,7 @@ TEST(reads_are_never_torn)
 typedef struct cx {
     sq_watch w;
     atomic_int cancelled, ready;
+    atomic_int aborts_done; /* root's last aborts are out: close now */
 } cx;
 
 static void *cx_victim(void *arg)
@@ -565,6 +566,12 @@ static void *cx_sender(void *arg)
         else
             sq_yield();
     }
+    /* Not before root's last aborts: victims that came after the last
+     * send are still waiting then, so some abort always finds a waiter
+     * (else a sender far ahead of the spawning root, on a loaded
+     * machine, could leave every victim done before any abort). */
+    while (!atomic_load(&c->aborts_done))
+        sq_sleep(50 * SQ_USEC);
     sq_watch_close(&c->w);
     return NULL;
 }
@@ -591,6 +598,7 @@ static void *cx_root(void *arg)
     for (int i = 0; i < CX_WAITERS; i++)
         if (sq_test_rnd(&x) % 2)
             sq_abort(v[i]);
+    atomic_store(&c->aborts_done, 1);
     for (int i = 0; i < CX_WAITERS; i++)
         sq_join(v[i], NULL);
     CHECK_EQ(sq_join(tx, NULL), 0);
