@@ -177,7 +177,7 @@ static int advise(const struct iovec *iov, int n, int advice)
            madvise(iov[done].iov_base, iov[done].iov_len, advice) == 0)
         done++;
 #ifdef SYS_process_madvise
-    if (done == n) /* madvise could, process_madvise could not */
+    if (done == n && st == 0) /* madvise can, process_madvise cannot */
         atomic_store_explicit(&pmadvise_state, -1, memory_order_relaxed);
 #endif
     return done;
