@@ -86,10 +86,11 @@ typedef struct sq_runtime_opts {
  * cost for runtimes in normal mode is one predictable branch per lock
  * operation while some deterministic runtime exists, and none otherwise. */
 
-/* Default and minimum task stack sizes (bytes, excluding the guard page).
- * A request is rounded up to a power of two; the top 48 bytes of that hold
- * the stack's own descriptor.  Stacks are reserved, not committed: an idle
- * task costs the pages it has touched, typically one. */
+/* Default and minimum task stack sizes (bytes, excluding the guard below
+ * the stack).  A request is rounded up to a power of two; the top 40 bytes
+ * of that hold the stack's own descriptor.  Stacks are reserved, not
+ * committed: an idle task costs the pages it has touched, typically one.
+ * How stacks are guarded and laid out: docs/runtime.md, Stacks. */
 #define SQ_STACK_DEFAULT ((size_t)256 * 1024)
 #define SQ_STACK_MIN ((size_t)16 * 1024)
 

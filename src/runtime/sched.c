@@ -926,6 +926,7 @@ void sq__sched_switch_away(int action)
     sq__worker *w = sq__worker_current();
     sq__task *self = w->cur;
     sq__task *next;
+    sq__stack_check(self);
     if (SQ__UNLIKELY(w->det)) {
         bool stay = false;
         next = det_next_runnable(w, action == SQ__SW_YIELD, &stay);

@@ -349,6 +349,7 @@ void sq__task_settle_exit(sq__worker *w, sq__task *t)
 #endif
         sq__stack_put(rt, w, t->stack);
         t->stack = NULL;
+        t->canary = NULL;
     }
     /* release: nothing here reads another thread's writes after it */
     atomic_store_explicit(&t->state, SQ__T_DONE, memory_order_release);
@@ -376,6 +377,7 @@ int sq__task_prepare(sq__worker *w, sq__task *t)
         return -1;
     }
     t->started = true;
+    t->canary = sq__stack_canary(t->stack);
     sq__ctx_make(&t->ctx, t->stack->base, t->stack->size, task_entry, t);
 #ifdef SQ__TSAN
     t->tsan_fiber = __tsan_create_fiber(0);
