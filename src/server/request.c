@@ -123,6 +123,9 @@ void sq_req_cancel(sq_mcp_req *r)
         atomic_store_explicit(&r->phase, SQ_REQ_CANCELLED, memory_order_release);
         if (r->batch) /* the batch's array goes without it */
             sq_batch_add(r->batch, NULL, 0);
+        else /* an empty end: nothing is sent for it, but whoever waits
+              * for its end (an HTTP response) stops waiting */
+            sq_outq_push(r->out, "", 0, true);
     }
     /* The task's handle is used under the lock: the task detaches it
      * under the same lock as it ends.  A task that has not begun is not
