@@ -298,6 +298,7 @@ mt_conn *mt_tcp(mt_server *m)
 {
     sq_io *io = NULL;
     CHECK_EQ(sq_tcp_connect(&io, "127.0.0.1", m->tcp_port), 0);
+    sq_tcp_nodelay(io, 1); /* each line goes when written, as a client's would */
     return mt_conn_of(io, io);
 }
 
@@ -523,6 +524,7 @@ mt_http *mt_http_open(mt_server *m)
     mt_http *h = calloc(1, sizeof *h);
     h->port = m->http_port;
     CHECK_EQ(sq_tcp_connect(&h->io, "127.0.0.1", m->http_port), 0);
+    sq_tcp_nodelay(h->io, 1);
     llhttp_settings_init(&h->settings);
     h->settings.on_message_begin = on_begin;
     h->settings.on_header_field = on_field;
