@@ -902,6 +902,11 @@ char *mt_session(mt_server *m, const char *version)
 
 mt_child *mt_spawn(const char *const *args)
 {
+    return mt_spawn_env(args, NULL);
+}
+
+mt_child *mt_spawn_env(const char *const *args, const char *const *env)
+{
     int in[2], out[2], err[2];
     CHECK_EQ(pipe2(in, O_CLOEXEC), 0);
     CHECK_EQ(pipe2(out, O_CLOEXEC), 0);
@@ -926,8 +931,29 @@ mt_child *mt_spawn(const char *const *args)
     for (; args[n - 1] && n < 31; n++)
         argv[n] = args[n - 1];
     argv[n] = NULL;
+    /* The environment, with env's entries in place of those they name. */
+    size_t ne = 0, na = 0;
+    while (environ[ne])
+        ne++;
+    while (env && env[na])
+        na++;
+    char **envp = calloc(ne + na + 1, sizeof *envp);
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < na && !replaced; j++) {
+            size_t n = strcspn(env[j], "=") + 1;
+            replaced = strncmp(environ[i], env[j], n) == 0;
+        }
+        if (!replaced)
+            envp[k++] = environ[i];
+    }
+    for (size_t j = 0; j < na; j++)
+        envp[k++] = (char *)env[j];
+    envp[k] = NULL;
     mt_child *c = calloc(1, sizeof *c);
-    int rc = posix_spawn(&c->pid, SQUIRRELD_PATH, &fa, &at, (char *const *)argv, environ);
+    int rc = posix_spawn(&c->pid, SQUIRRELD_PATH, &fa, &at, (char *const *)argv, envp);
+    free(envp);
     CHECK_EQ(rc, 0);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);

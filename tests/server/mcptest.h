@@ -239,6 +239,8 @@ typedef struct mt_child {
 /* Starts the squirreld binary with args (NULL-terminated, without
  * argv[0]). */
 mt_child *mt_spawn(const char *const *args);
+/* The same with environment entries ("NAME=value") set or replaced. */
+mt_child *mt_spawn_env(const char *const *args, const char *const *env);
 /* Waits for it to exit: its exit code, or 128 + the signal that killed
  * it, or -1 if it is still running at the deadline (then it is killed). */
 int mt_child_wait(mt_child *c, int64_t deadline);

@@ -320,7 +320,9 @@ MT_TEST(protocol_version_header_other_than_the_envelopes_is_400_header_mismatch)
 MT_TEST(session_header_on_2026_request_is_ignored)
 {
     mt_server *m = mt_start();
-    char *hd = mt_fmt("Mcp-Session-Id: nonsense\r\n%s", mt_modern_headers("tools/call", "echo"));
+    char *mh = mt_modern_headers("tools/call", "echo");
+    char *hd = mt_fmt("Mcp-Session-Id: nonsense\r\n%s", mh);
+    free(mh);
     mt_http *h = mt_http_open(m);
     mt_http_post(h, hd,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{"
