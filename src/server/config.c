@@ -19,6 +19,7 @@ void sq_srv_config_init(sq_srv_config *c)
     c->session_idle = 30 * 60 * SQ_SEC;
     c->header_timeout = 10 * SQ_SEC;
     c->body_timeout = 30 * SQ_SEC;
+    c->idle_timeout = 2 * 60 * SQ_SEC;
     c->request_timeout = 5 * 60 * SQ_SEC;
     c->grace = 10 * SQ_SEC;
     c->out_queue_bytes = (size_t)16 << 20;
@@ -237,12 +238,14 @@ int sq_srv_config_load(sq_srv_config *c, const char *path, char *err,
                                                            : &c->max_inflight_total) = (int)x;
         } else if (strcmp(k, "session_idle") == 0 || strcmp(k, "header_timeout") == 0 ||
                    strcmp(k, "body_timeout") == 0 || strcmp(k, "request_timeout") == 0 ||
+                   strcmp(k, "idle_timeout") == 0 ||
                    strcmp(k, "grace") == 0 || strcmp(k, "state_ttl") == 0) {
             rc = duration(v, &d);
             if (rc == 0)
                 *(strcmp(k, "session_idle") == 0     ? &c->session_idle
                   : strcmp(k, "header_timeout") == 0 ? &c->header_timeout
                   : strcmp(k, "body_timeout") == 0   ? &c->body_timeout
+                  : strcmp(k, "idle_timeout") == 0   ? &c->idle_timeout
                   : strcmp(k, "request_timeout") == 0 ? &c->request_timeout
                   : strcmp(k, "grace") == 0          ? &c->grace
                                                      : &c->state_ttl) = d;

@@ -50,6 +50,9 @@ static const method methods[] = {
     {"completion/complete", ERA_BOTH, 0, sq_m_complete},
     {"server/discover", ERA_M, M_CACHEABLE, sq_m_discover},
     {"subscriptions/listen", ERA_M, 0, sq_m_listen},
+    {"tasks/get", ERA_M, 0, sq_m_tasks_get},
+    {"tasks/update", ERA_M, 0, sq_m_tasks_update},
+    {"tasks/cancel", ERA_M, 0, sq_m_tasks_cancel},
 };
 
 static const method *find_method(const char *name)
@@ -291,6 +294,14 @@ void sq_dispatch(sq_mcp_req *r, sq__strbuf *b)
             break;
         json_t *ask = res;
         res = NULL;
+        if (r->taskrec) {
+            /* A task asks through tasks/get and tasks/update. */
+            rc = sq_task_wait_input(r, ask) == 0 ? SQ_MCP_OK : SQ_MCP_ERROR;
+            json_decref(ask);
+            if (rc == SQ_MCP_OK)
+                continue;
+            break;
+        }
         if (!(m->flags & M_MRTR) || !json_is_object(ask)) {
             rc = sq_mcp_fail(r, SQ_RPC_INTERNAL_ERROR,
                              "input is required by a method that cannot ask for it",
@@ -314,7 +325,12 @@ void sq_dispatch(sq_mcp_req *r, sq__strbuf *b)
         json_decref(ask);
         break;
     }
-    if (rc == SQ_MCP_OK && res) {
+    if (r->taskrec) {
+        /* Answered already (CreateTaskResult): the outcome is the task's. */
+        if (rc == SQ_MCP_OK && res)
+            decorate(r, m, res);
+        sq_task_settle(r, rc, res);
+    } else if (rc == SQ_MCP_OK && res) {
         decorate(r, m, res);
         sq_rpc_write_result(b, r->id, res);
     } else if (rc == SQ_MCP_OK) {

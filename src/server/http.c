@@ -35,6 +35,7 @@ typedef struct hconn {
     sq_http_reader *rd;
     sq_mpsc reqs;                /* sq_http_request * from the reader */
     atomic_bool gone;            /* the peer closed or failed */
+    atomic_bool busy;            /* the handler is answering a request */
     sq__spin lock;
     sq_outq *watching;           /* the queue the handler waits on */
     sq_tracker *trk;             /* 2026-07-28 requests of this connection */
@@ -59,6 +60,10 @@ static void *reader_main(void *arg)
             continue;
         }
         free(req);
+        /* Idle past idle_timeout: the connection ends, unless an answer
+         * is being streamed on it (a GET stream, a listen). */
+        if (rc == 0 && status == 408 && atomic_load(&c->busy))
+            continue;
         if (rc == -EPROTO)
             c->status = status; /* read by the handler after the close */
         break;
@@ -341,9 +346,62 @@ static const char *name_field(const char *method)
         return "name";
     if (strcmp(method, "resources/read") == 0)
         return "uri";
-    if (strncmp(method, "tasks/", 6) == 0)
+    if (strcmp(method, "tasks/get") == 0 || strcmp(method, "tasks/update") == 0 ||
+        strcmp(method, "tasks/cancel") == 0)
         return "taskId";
     return NULL;
+}
+
+/* The x-mcp-header properties of a tool's input schema (SEP-2243): for
+ * each argument that the schema marks with "x-mcp-header": NAME and the
+ * call gives (not null), the header Mcp-Param-NAME must be there, decode,
+ * and equal the argument (integers compared as numbers, booleans as
+ * "true"/"false").  0 if all agree, else -1. */
+static int check_param_headers(sq_srv *s, const sq_http_request *req,
+                               json_t *params)
+{
+    const char *tool = json_string_value(json_object_get(params, "name"));
+    sq_entry *e = tool ? sq_registry_find(s, SQ_ENTRY_TOOL, tool) : NULL;
+    if (!e)
+        return 0; /* an unknown tool is the method's own error */
+    json_t *args = json_object_get(params, "arguments");
+    json_t *props = json_object_get(e->def.tool.input_schema, "properties");
+    int rc = 0;
+    const char *k;
+    json_t *p;
+    json_object_foreach(props, k, p) {
+        const char *name = json_string_value(json_object_get(p, "x-mcp-header"));
+        json_t *v = json_object_get(args, k);
+        if (!name || !v || json_is_null(v))
+            continue;
+        char hname[160];
+        snprintf(hname, sizeof hname, "mcp-param-%s", name);
+        bool bad;
+        char *h = mcp_header(req, hname, &bad);
+        bool ok = h != NULL;
+        if (ok && json_is_string(v)) {
+            ok = strcmp(h, json_string_value(v)) == 0;
+        } else if (ok && json_is_integer(v)) {
+            char *end;
+            long long x = strtoll(h, &end, 10);
+            ok = *h && *end == '\0' && x == json_integer_value(v);
+        } else if (ok && json_is_real(v)) {
+            char *end;
+            double x = strtod(h, &end);
+            ok = *h && *end == '\0' && x == json_real_value(v);
+        } else if (ok && json_is_boolean(v)) {
+            ok = strcmp(h, json_is_true(v) ? "true" : "false") == 0;
+        } else {
+            ok = false;
+        }
+        free(h);
+        if (!ok) {
+            rc = -1;
+            break;
+        }
+    }
+    sq_entry_unref(e);
+    return rc;
 }
 
 /* ---------------------------------------------------- 2026-07-28 POSTs */
@@ -394,6 +452,12 @@ static int modern_post(hconn *c, const sq_http_request *req, sq_rpc_msg *m,
                                  "name, uri or taskId",
                                  NULL);
     }
+    if (strcmp(m->method, "tools/call") == 0 &&
+        check_param_headers(s, req, m->params) != 0)
+        return respond_error(c, 400, m->id, SQ_MCP_ERR_HEADER_MISMATCH,
+                             "an Mcp-Param-* header is missing, malformed, or "
+                             "differs from its argument",
+                             NULL);
     if (!sq_method_exists(m->method, SQ_MCP_MODERN)) {
         char msg[200];
         snprintf(msg, sizeof msg, "Method not found: %.150s", m->method);
@@ -934,7 +998,7 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io)
         .max_body_bytes = s->cfg.max_message_bytes,
         .header_timeout = s->cfg.header_timeout,
         .body_timeout = s->cfg.body_timeout,
-        .idle_timeout = SQ_FOREVER,
+        .idle_timeout = s->cfg.idle_timeout,
     };
     c.trk = sq_tracker_new(s->cfg.max_inflight_session);
     if (!c.trk || sq_http_reader_new(&c.rd, io, &lim) != 0 ||
@@ -959,7 +1023,9 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io)
         if (sq_mpsc_recv(&c.reqs, &req) != 0)
             break; /* the reader is done: peer gone, error, or stopping */
         bool close = !req->keep_alive;
+        atomic_store(&c.busy, true);
         int rc = handle(&c, req, &close);
+        atomic_store(&c.busy, false);
         sq_http_request_free(req);
         free(req);
         if (rc || close || sq_cancelled())

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sq_base/base64.h"
+#include "sq_server/schema.h"
 
 static const char *param_str(sq_mcp_req *r, const char *key)
 {
@@ -43,7 +44,9 @@ json_t *sq_server_caps(sq_srv *s, int era)
                           "listChanged", 1, "resources", "subscribe", 1,
                           "listChanged", 1, "prompts", "listChanged", 1,
                           "logging", "completions");
-    (void)era;
+    if (c && era == SQ_MCP_MODERN)
+        json_object_set_new(c, "extensions",
+                            json_pack("{s:{}}", SQ_TASKS_EXT));
     return c;
 }
 
@@ -279,7 +282,32 @@ int sq_m_tools_call(sq_mcp_req *r, json_t **result)
         snprintf(msg, sizeof msg, "Unknown tool: %.150s", name);
         return sq_mcp_fail(r, SQ_RPC_INVALID_PARAMS, msg, NULL);
     }
+    if ((e->def.tool.flags & SQ_MCP_TASK_REQUIRED) &&
+        !(r->era == SQ_MCP_MODERN && sq_mcp_client_has(r, "extensions." SQ_TASKS_EXT))) {
+        sq_entry_unref(e);
+        return sq_mcp_fail(r, SQ_MCP_ERR_MISSING_CAPABILITY,
+                           "this tool runs only as a task: declare the "
+                           SQ_TASKS_EXT " extension",
+                           json_pack("{s:{s:{s:{}}}}", "requiredCapabilities",
+                                     "extensions", SQ_TASKS_EXT));
+    }
     json_t *empty = args ? NULL : json_object();
+    sq_schema_error verr;
+    if (e->schema && sq_schema_validate(e->schema, args ? args : empty, &verr) != 0) {
+        /* A tool error, not a protocol error (2025-11-25, SEP-1303): the
+         * model reads it and can correct its call. */
+        char text[600];
+        snprintf(text, sizeof text, "Invalid arguments: %s: %s (%s)",
+                 verr.path[0] ? verr.path : "(the arguments)", verr.message, verr.rule);
+        *result = sq_mcp_tool_error(text);
+        json_object_set_new(*result, "structuredContent",
+                            json_pack("{s:s,s:s,s:s,s:s}", "error", "invalid_arguments",
+                                      "path", verr.path, "rule", verr.rule, "message",
+                                      verr.message));
+        json_decref(empty);
+        sq_entry_unref(e);
+        return SQ_MCP_OK;
+    }
     int rc = e->def.tool.call(r, args ? args : empty, e->def.tool.data, result);
     json_decref(empty);
     sq_entry_unref(e);
@@ -470,6 +498,15 @@ int sq_m_listen(sq_mcp_req *r, json_t **result)
     if (uris && !json_is_array(uris))
         return sq_mcp_fail(r, SQ_RPC_INVALID_PARAMS,
                            "resourceSubscriptions must be an array of URIs", NULL);
+    json_t *tids = json_object_get(f, "taskIds");
+    if (tids && !json_is_array(tids))
+        return sq_mcp_fail(r, SQ_RPC_INVALID_PARAMS,
+                           "taskIds must be an array of task ids", NULL);
+    if (json_array_size(tids) && !sq_mcp_client_has(r, "extensions." SQ_TASKS_EXT))
+        return sq_mcp_fail(r, SQ_MCP_ERR_MISSING_CAPABILITY,
+                           "taskIds need the " SQ_TASKS_EXT " extension declared",
+                           json_pack("{s:{s:{s:{}}}}", "requiredCapabilities",
+                                     "extensions", SQ_TASKS_EXT));
     sq_listener l = {.req = r};
     l.tools = json_is_true(json_object_get(f, "toolsListChanged"));
     l.prompts = json_is_true(json_object_get(f, "promptsListChanged"));
@@ -489,6 +526,15 @@ int sq_m_listen(sq_mcp_req *r, json_t **result)
             if (json_is_string(u))
                 json_object_set(l.uris, json_string_value(u), json_true());
         json_object_set(honoured, "resourceSubscriptions", uris);
+    }
+    if (json_array_size(tids)) {
+        l.task_ids = json_object();
+        size_t i;
+        json_t *u;
+        json_array_foreach(tids, i, u)
+            if (json_is_string(u))
+                json_object_set(l.task_ids, json_string_value(u), json_true());
+        json_object_set(honoured, "taskIds", tids);
     }
     /* The subscription's id is the listen request's id, verbatim. */
     json_t *idv = json_loads(r->id, JSON_DECODE_ANY, NULL);
@@ -518,6 +564,7 @@ int sq_m_listen(sq_mcp_req *r, json_t **result)
     sq__list_remove(&r->srv->listeners, &l.link);
     sq_mutex_unlock(&r->srv->lock);
     json_decref(l.uris);
+    json_decref(l.task_ids);
     /* A graceful end (the server stopping) answers the listen request;
      * a client that went gets nothing (its request is cancelled). */
     *result = json_pack("{s:{s:o*}}", "_meta", META_SUB,

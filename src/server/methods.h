@@ -24,6 +24,9 @@ int sq_m_prompts_get(sq_mcp_req *r, json_t **result);
 int sq_m_complete(sq_mcp_req *r, json_t **result);
 int sq_m_discover(sq_mcp_req *r, json_t **result);
 int sq_m_listen(sq_mcp_req *r, json_t **result);
+int sq_m_tasks_get(sq_mcp_req *r, json_t **result);
+int sq_m_tasks_update(sq_mcp_req *r, json_t **result);
+int sq_m_tasks_cancel(sq_mcp_req *r, json_t **result);
 
 /* True if `name` is a method of that era (dispatch.c's table). */
 bool sq_method_exists(const char *name, int era);

@@ -197,12 +197,14 @@ int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
     return rc;
 }
 
-/* Unlists r and gives its permits back (at its end). */
+/* Unlists r and gives its permits back (at its end, or when it becomes a
+ * task).  Only r's own task calls it. */
 static void tracker_leave(sq_mcp_req *r)
 {
     sq_tracker *t = r->trk;
-    if (!t)
+    if (!t || r->trk_left)
         return;
+    r->trk_left = true;
     sq_mutex_lock(&t->lock);
     sq__list_remove(&t->reqs, &r->link);
     bool empty = --t->count == 0;
@@ -291,6 +293,11 @@ static void deadline_remove(sq_mcp_req *r)
     sq__spin_unlock(&s->dl_lock);
 }
 
+void sq_req_detach_tracker(sq_mcp_req *r)
+{
+    tracker_leave(r);
+}
+
 void sq_req_no_deadline(sq_mcp_req *r)
 {
     deadline_remove(r);
@@ -301,6 +308,7 @@ void *sq_req_reaper_main(void *arg)
 {
     sq_srv *s = arg;
     int64_t swept = sq_now() / SQ_SEC - 1; /* seconds swept up to */
+    int64_t last_expiry = 0;
     for (;;) {
         int rc = sq_notify_wait_until(&s->dl_stop, sq_now() + 250 * SQ_MSEC);
         if (rc == 0 || rc == -ECANCELED)
@@ -327,6 +335,11 @@ void *sq_req_reaper_main(void *arg)
             sq__spin_unlock(&s->dl_lock);
         }
         swept = sec - 1; /* this second may still get requests due in it */
+        if (sec != last_expiry) {
+            last_expiry = sec;
+            sq_srv_expire_sessions(s);
+            sq_tasks_expire(s);
+        }
     }
     return NULL;
 }

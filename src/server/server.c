@@ -76,6 +76,8 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
     sq_sem_init(&s->inflight, (size_t)s->cfg.max_inflight_total);
     sq_mutex_init_named(&s->lock, "server.sessions");
     sq_notify_init(&s->dl_stop);
+    sq_mutex_init_named(&s->task_lock, "server.tasks");
+    s->tasks_by_id = json_object();
     if (s->cfg.state_key_hex) {
         const char *h = s->cfg.state_key_hex;
         if (strlen(h) != 64) {
@@ -445,9 +447,42 @@ void sq_srv_destroy(sq_srv *s)
         sq_group_destroy(s->tasks);
     sq__registry_free(s->reg);
     json_decref(s->by_id);
+    if (s->tasks_by_id)
+        sq_tasks_free(s);
     free(s->token);
     sq_srv_config_free(&s->cfg);
     free(s);
+}
+
+/* ------------------------------------------------------------- expiry */
+
+void sq_srv_expire_sessions(sq_srv *s)
+{
+    if (s->cfg.session_idle <= 0)
+        return;
+    int64_t cutoff = sq_now() - s->cfg.session_idle;
+    /* Collected under the lock (a walk, no wait), ended after it. */
+    sq_sess *idle[64];
+    int n = 0;
+    sq_mutex_lock(&s->lock);
+    SQ__LIST_FOREACH(l, &s->sessions) {
+        sq_sess *x = sq__list_entry(l, sq_sess, link);
+        /* HTTP sessions only: a stream connection's session lives as long
+         * as its connection.  A session with requests in flight or an
+         * open GET stream is in use. */
+        if (n < 64 && x->http && atomic_load(&x->last_used) < cutoff &&
+            sq_sem_available(&x->trk->inflight) ==
+                (size_t)s->cfg.max_inflight_session &&
+            !x->unsolicited)
+            idle[n++] = sq_sess_ref(x);
+    }
+    sq_mutex_unlock(&s->lock);
+    for (int i = 0; i < n; i++) {
+        sq_srv_log(s, SQ_MCP_INFO, "session", NULL, "session %s expired (idle)",
+                   idle[i]->id);
+        sq_sess_end(idle[i]);
+        sq_sess_unref(idle[i]);
+    }
 }
 
 /* ------------------------------------------------------- notifications */

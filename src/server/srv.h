@@ -144,6 +144,7 @@ struct sq_mcp_req {
     json_t *inputs;             /* inputResponses of this round */
     json_t *state;              /* verified state of the previous round */
     json_t *err_data;
+    struct sq_taskrec *taskrec; /* a tools/call turned into a task */
     int err_code;
     char *err_msg;
     /* Where its messages go.  `lock` orders the check of `state` with
@@ -160,6 +161,7 @@ struct sq_mcp_req {
                                  * runs, so only a started one is aborted */
     bool listen;                /* a subscriptions/listen stream */
     sq_tracker *trk;            /* where it is listed (a reference) */
+    bool trk_left;              /* it left trk early (a task) */
     struct sq__link link;       /* in trk->reqs */
     struct sq__link dl_link;    /* in the server's deadline wheel */
     int dl_slot;                /* -1: not in the wheel */
@@ -270,6 +272,7 @@ typedef struct sq_entry {
     int kind;                   /* SQ_ENTRY_* */
     char *key;                  /* name, URI or URI template */
     json_t *desc;               /* what the list method returns for it */
+    struct sq_schema *schema;   /* tools with SQ_MCP_VALIDATE: compiled */
     union {
         sq_mcp_tool_def tool;
         sq_mcp_resource_def resource;
@@ -300,6 +303,7 @@ typedef struct sq_listener {
     sq_mcp_req *req;            /* the listen request (a reference) */
     bool tools, prompts, resources;
     json_t *uris;               /* URIs (object: uri -> true) or NULL */
+    json_t *task_ids;           /* task ids (object: id -> true) or NULL */
     struct sq__link link;
 } sq_listener;
 
@@ -327,10 +331,33 @@ struct sq_srv {
     sq__spin dl_lock;
     struct sq__list dl_wheel[SQ_DL_SLOTS];
     sq_notify dl_stop;
+    /* Tasks by id (tasks.c). */
+    sq_mutex task_lock;
+    json_t *tasks_by_id;
 };
 
+/* Ends the HTTP sessions idle for longer than session_idle (at most 64
+ * per call; the reaper calls it every second).  Never waits long. */
+void sq_srv_expire_sessions(sq_srv *s);
 /* Takes r off the deadline wheel: it runs until cancelled (listen). */
 void sq_req_no_deadline(sq_mcp_req *r);
+/* Tasks (tasks.c, the 2026-07-28 extension io.modelcontextprotocol/tasks).
+ * The tasks of the server, by id; dispatch hands a task's outcome over
+ * with sq_task_settle and waits in sq_task_wait_input for tasks/update. */
+typedef struct sq_taskrec sq_taskrec;
+#define SQ_TASKS_EXT "io.modelcontextprotocol/tasks"
+void sq_task_settle(sq_mcp_req *r, int rc, json_t *result);
+/* For a task whose handler asked for input: records the input requests
+ * and waits for every answer (tasks/update).  0 with r->inputs set,
+ * -ECANCELED (tasks/cancel, or the server stopping). */
+int sq_task_wait_input(sq_mcp_req *r, json_t *ask);
+/* Ends expired tasks (the reaper, every second). */
+void sq_tasks_expire(sq_srv *s);
+void sq_tasks_free(sq_srv *s);
+/* Leaves r's tracker early (its permits back): a task outlives its
+ * client's connection. */
+void sq_req_detach_tracker(sq_mcp_req *r);
+
 /* The deadline reaper's task body (request.c). */
 void *sq_req_reaper_main(void *srv);
 

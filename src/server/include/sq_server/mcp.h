@@ -113,6 +113,20 @@ int sq_mcp_fail(sq_mcp_req *r, int code, const char *message, json_t *data);
 /* The request's deadline (sq_now clock). */
 int64_t sq_mcp_deadline(const sq_mcp_req *r);
 
+/* Turns the tools/call being handled into a task (the 2026-07-28 era's
+ * extension io.modelcontextprotocol/tasks, for a tool flagged
+ * SQ_MCP_TASK_OPTIONAL or SQ_MCP_TASK_REQUIRED whose caller declared the
+ * extension): the client gets a CreateTaskResult at once, and the handler
+ * goes on in the background; what it returns becomes the task's outcome
+ * (tasks/get), an SQ_MCP_INPUT_REQUIRED parks the task in input_required
+ * until tasks/update answers it, and tasks/cancel cancels it (its waits
+ * return -ECANCELED).  A task no longer belongs to its client's
+ * connection: it outlives it, without the request deadline, until its
+ * time to live ends.  Progress and log messages of a task are not sent.
+ * Returns 0 (now a task), -ENOTSUP (not possible for this request: the
+ * handler goes on synchronously), -EALREADY, -ENOMEM.  Never waits. */
+int sq_mcp_task_start(sq_mcp_req *r);
+
 /* ---------------------------------------------------- result builders */
 
 /* {"content":[{"type":"text","text":text}]}; NULL if out of memory. */
@@ -139,6 +153,11 @@ enum {
     SQ_MCP_HIDDEN = 1u << 0,        /* callable but not listed */
     SQ_MCP_TASK_OPTIONAL = 1u << 1, /* may run as a task (2026 tasks ext.) */
     SQ_MCP_TASK_REQUIRED = 1u << 2, /* must run as a task */
+    /* The arguments are validated against input_schema (compiled when the
+     * tool is added: sq_server/schema.h) before the handler runs; a call
+     * that does not conform gets a tool error naming the failing path and
+     * rule, and the handler is not called. */
+    SQ_MCP_VALIDATE = 1u << 3,
 };
 
 typedef struct sq_mcp_tool_def {

@@ -42,6 +42,7 @@ typedef struct sq_srv_config {
     int64_t session_idle;       /* 30 min */
     int64_t header_timeout;     /* 10 s */
     int64_t body_timeout;       /* 30 s */
+    int64_t idle_timeout;       /* HTTP keep-alive, between requests: 2 min */
     int64_t request_timeout;    /* 5 min */
     int64_t grace;              /* shutdown grace period: 10 s */
     size_t out_queue_bytes;     /* per client queue: 16 MiB */
