@@ -33,11 +33,13 @@ static char *sleep_call(const char *id, const char *token, bool modern)
     return s;
 }
 
+/* The i-th report (from 1) of a sleep in three parts: made as each part
+ * begins, it counts the parts done before it (0, 1, 2 of 3). */
 static char *progress(const char *token, int i)
 {
     return mt_fmt("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":"
                   "{\"progressToken\":%s,\"progress\":%d.0,\"total\":3.0}}",
-                  token, i);
+                  token, i - 1);
 }
 
 static char *slept(const char *id, bool modern)
