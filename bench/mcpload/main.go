@@ -9,7 +9,7 @@
 //
 //	mcpload --peer NAME [--http-cmd CMD] [--stdio-cmd CMD]
 //	        [--stateless-cmd CMD | --no-stateless]
-//	        [--runs N] [--warmup N] [--quick] [--calls N] [FILTER]
+//	        [--runs N] [--warmup N] [--quick] [--max-calls N] [FILTER]
 package main
 
 import (
@@ -62,7 +62,7 @@ type config struct {
 	statelessCmd string
 	noStateless  bool
 	runs, warmup int
-	calls        int // overrides every workload's count (testing the generator)
+	maxCalls     int // caps every workload's count (smoke tests)
 }
 
 // runResult is what one run reports.
@@ -87,7 +87,7 @@ const stallTimeout = 60 * time.Second
 func usage() {
 	fmt.Fprint(os.Stderr, `usage: mcpload --peer NAME [--http-cmd CMD] [--stdio-cmd CMD]
                [--stateless-cmd CMD | --no-stateless]
-               [--runs N] [--warmup N] [--quick] [--calls N] [FILTER]
+               [--runs N] [--warmup N] [--quick] [--max-calls N] [FILTER]
   --peer NAME          the name printed in the "peer" field
   --http-cmd CMD       starts the server over Streamable HTTP on 127.0.0.1,
                        port 0; it must print "listening on http://..." on stderr
@@ -97,8 +97,8 @@ func usage() {
   --runs N             counted runs per workload (default 5)
   --warmup N           warm-up runs per workload (default 1)
   --quick              1 run, no warm-up
-  --calls N            N calls (sessions) per run instead of the workload's
-                       count: for testing the generator, not a measurement
+  --max-calls N        at most N calls (sessions) per run: a smoke test, not
+                       a measurement (ops in the output says how many)
   FILTER               the workloads whose name contains it ('NAME$': exactly NAME)
 Commands are run with /bin/sh -c 'exec CMD'.
 workloads:
@@ -158,9 +158,9 @@ func main() {
 			cfg.warmup = intArg(&i, a)
 		case "--quick":
 			cfg.runs, cfg.warmup = 1, 0
-		case "--calls":
-			if cfg.calls = intArg(&i, a); cfg.calls == 0 {
-				die("--calls must be at least 1")
+		case "--max-calls":
+			if cfg.maxCalls = intArg(&i, a); cfg.maxCalls == 0 {
+				die("--max-calls must be at least 1")
 			}
 		case "-h", "--help":
 			usage()
@@ -201,8 +201,8 @@ func main() {
 			continue
 		}
 		selected++
-		if cfg.calls > 0 {
-			w.calls = cfg.calls
+		if cfg.maxCalls > 0 && w.calls > cfg.maxCalls {
+			w.calls = cfg.maxCalls
 		}
 		if cmd, why := serverFor(w, cfg); cmd == "" {
 			fmt.Fprintf(os.Stderr, "mcpload: %s %s: skipped (%s)\n", cfg.peer, w.name, why)
