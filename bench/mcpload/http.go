@@ -69,29 +69,65 @@ func httpCall(h *httpConn, buf []byte, id int64, k callKind) ([]byte, error) {
 	return buf, nil
 }
 
-// openConns dials n connections to the server and, in the legacy era,
-// opens a session on each.
-func openConns(url string, n int, k callKind, ids *int64) ([]*httpConn, error) {
+// dialConns opens n connections to the server.
+func dialConns(url string, n int) ([]*httpConn, error) {
 	ep, err := parseEndpoint(url)
 	if err != nil {
 		return nil, err
 	}
 	conns := make([]*httpConn, n)
 	for i := range conns {
-		h, err := dialHTTP(ep)
-		if err != nil {
+		if conns[i], err = dialHTTP(ep); err != nil {
+			closeConns(conns)
 			return nil, fmt.Errorf("connecting to %s: %w", ep.addr, err)
 		}
-		conns[i] = h
+	}
+	return conns, nil
+}
+
+func closeConns(conns []*httpConn) {
+	for _, h := range conns {
+		if h != nil {
+			h.close()
+		}
+	}
+}
+
+// connSession is the session a connection sends its calls in.
+type connSession struct {
+	id, version string
+}
+
+// beginSessions readies each connection for calls of kind k: in the legacy
+// era it opens a session on each; in the 2026-07-28 era there is none, and
+// every request carries the version, method and tool name.
+func beginSessions(conns []*httpConn, k callKind, ids *int64) ([]connSession, error) {
+	sessions := make([]connSession, len(conns))
+	for i, h := range conns {
 		if k.stateless {
 			h.setHeaders(statelessVersion, "", k.tool())
 			continue
 		}
-		if _, _, err := httpSession(h, atomic.AddInt64(ids, 1)); err != nil {
+		sid, version, err := httpSession(h, atomic.AddInt64(ids, 1))
+		if err != nil {
 			return nil, err
 		}
+		sessions[i] = connSession{sid, version}
 	}
-	return conns, nil
+	return sessions, nil
+}
+
+// endSessions closes the sessions beginSessions opened (those the server
+// gave an id), so that what they hold is released before the next run.
+func endSessions(conns []*httpConn, sessions []connSession) error {
+	for i, h := range conns {
+		if s := sessions[i]; s.id != "" {
+			if err := h.deleteSession(s.version, s.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // runHTTPCalls makes len(lat) calls over conns, each connection one call at

@@ -96,6 +96,33 @@ func (h *httpConn) setHeaders(version, session, tool string) {
 	h.head = b
 }
 
+// deleteSession ends a session the way the transport defines it: DELETE
+// with its Mcp-Session-Id. A server may refuse (405: clients may not end
+// sessions); anything else but a 2xx is an error.
+func (h *httpConn) deleteSession(version, session string) error {
+	if h.conn == nil {
+		if err := h.dial(); err != nil {
+			return err
+		}
+	}
+	h.w.WriteString("DELETE " + h.ep.path + " HTTP/1.1\r\nHost: " + h.ep.addr +
+		"\r\nMCP-Protocol-Version: " + version + "\r\nMcp-Session-Id: " + session +
+		"\r\nContent-Length: 0\r\n\r\n")
+	if err := h.w.Flush(); err != nil {
+		h.close()
+		return fmt.Errorf("sending DELETE: %w", err)
+	}
+	resp, err := h.read(-1)
+	if err != nil {
+		h.close()
+		return fmt.Errorf("DELETE of session %s: %w", session, err)
+	}
+	if (resp.status < 200 || resp.status > 299) && resp.status != 405 {
+		return fmt.Errorf("DELETE of session %s: HTTP status %d: %s", session, resp.status, resp.body)
+	}
+	return nil
+}
+
 // response is what post returns. body aliases the connection's buffer: it
 // is valid until the next call.
 type response struct {
