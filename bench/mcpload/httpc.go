@@ -50,7 +50,10 @@ type httpConn struct {
 	// Content-Type and the fixed MCP headers (version, session, method).
 	head []byte
 	body []byte // the last response body (reused)
-	line []byte // scratch for SSE events
+	// lastSession is the last Mcp-Session-Id seen, kept so that the same id
+	// on every response costs no allocation.
+	lastSession string
+	line        []byte // scratch for SSE events
 }
 
 func dialHTTP(ep endpoint) (*httpConn, error) {
@@ -178,13 +181,14 @@ func (h *httpConn) read(wantID int64) (response, error) {
 		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
 			return resp, fmt.Errorf("bad status line %q", line)
 		}
-		resp.status, err = strconv.Atoi(string(line[9:12]))
-		if err != nil {
+		status, ok := parseDecimal(line[9:12])
+		if !ok {
 			return resp, fmt.Errorf("bad status line %q", line)
 		}
+		resp.status = int(status)
 		closeAfter = line[7] == '0' // HTTP/1.0: no keep-alive unless asked
 		frame = bodyFrame{length: -1}
-		ctype := ""
+		resp.sse = false
 		for {
 			line, err = h.readLine()
 			if err != nil {
@@ -200,8 +204,8 @@ func (h *httpConn) read(wantID int64) (response, error) {
 			name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
 			switch {
 			case asciiEqualFold(name, "content-length"):
-				frame.length, err = strconv.ParseInt(string(value), 10, 64)
-				if err != nil || frame.length < 0 {
+				var ok bool
+				if frame.length, ok = parseDecimal(value); !ok {
 					return resp, fmt.Errorf("bad Content-Length %q", value)
 				}
 			case asciiEqualFold(name, "transfer-encoding"):
@@ -210,9 +214,12 @@ func (h *httpConn) read(wantID int64) (response, error) {
 					return resp, fmt.Errorf("unsupported Transfer-Encoding %q", value)
 				}
 			case asciiEqualFold(name, "content-type"):
-				ctype = string(value)
+				resp.sse = len(value) >= 17 && asciiEqualFold(value[:17], "text/event-stream")
 			case asciiEqualFold(name, "mcp-session-id"):
-				resp.session = string(value)
+				if string(value) != h.lastSession { // no allocation when it is the same
+					h.lastSession = string(value)
+				}
+				resp.session = h.lastSession
 			case asciiEqualFold(name, "connection"):
 				if asciiEqualFold(value, "close") {
 					closeAfter = true
@@ -224,7 +231,6 @@ func (h *httpConn) read(wantID int64) (response, error) {
 		if resp.status >= 100 && resp.status < 200 {
 			continue // 100 Continue and the like: the real response follows
 		}
-		resp.sse = strings.HasPrefix(strings.ToLower(ctype), "text/event-stream")
 		break
 	}
 	if frame.chunked {
@@ -427,6 +433,21 @@ func (b *bodyReader) readAll(dst []byte) ([]byte, error) {
 			return dst, fmt.Errorf("reading the body: %w", err)
 		}
 	}
+}
+
+// parseDecimal reads a non-negative decimal number of at most 18 digits.
+func parseDecimal(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
 }
 
 func unexpected(err error) error {

@@ -500,17 +500,7 @@ func (s *scanner) digits() int {
 // parseID decodes an id written as a plain non-negative integer (the ids
 // the generator sends); anything else is no match.
 func parseID(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	return v, true
+	return parseDecimal(b)
 }
 
 func (s *scanner) lit(w string) bool {

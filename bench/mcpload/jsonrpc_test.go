@@ -108,3 +108,20 @@ func TestNotificationsAreRecognised(t *testing.T) {
 		t.Fatalf("%+v %v", m, err)
 	}
 }
+
+func TestCheckingAResponseDoesNotAllocate(t *testing.T) {
+	var text [textLen]byte
+	callText(text[:], 99)
+	resp := []byte(`{"result":{"content":[{"type":"text","text":"` + string(text[:]) + `"}]},"jsonrpc":"2.0","id":99}`)
+	req := make([]byte, 0, 512)
+	allocs := testing.AllocsPerRun(100, func() {
+		req = appendCall(req[:0], 99, callKind{validated: true, stateless: true})
+		m, err := parseMessage(resp)
+		if err != nil || checkResponse(m, 99) != nil || checkEcho(m.result, text[:]) != nil {
+			t.Fatal("rejected")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per call", allocs)
+	}
+}
