@@ -72,6 +72,34 @@ type runResult struct {
 	metric    float64 // sessions: resident bytes per session
 	rssBefore int64   // sessions: server VmRSS (KiB) before and after
 	rssAfter  int64
+	// CPU time the server and the generator used during the timed part
+	// (ns; -1: unknown): on a loaded machine, a figure that depends less
+	// on what else runs than the elapsed time does.
+	serverCPU int64
+	clientCPU int64
+}
+
+// cpuMeter measures the CPU time the server and the generator use between
+// start and stop.
+type cpuMeter struct {
+	srv            *server
+	server, client int64
+}
+
+func (m *cpuMeter) start() {
+	m.client = selfCPUNs()
+	var err error
+	if m.server, err = m.srv.cpuNs(); err != nil {
+		m.server = -1
+	}
+}
+
+func (m *cpuMeter) stop(r *runResult) {
+	r.clientCPU = selfCPUNs() - m.client
+	r.serverCPU = -1
+	if now, err := m.srv.cpuNs(); err == nil && m.server >= 0 {
+		r.serverCPU = now - m.server
+	}
 }
 
 // progress counts completed calls; the watchdog fails the run if it stops
@@ -266,6 +294,8 @@ func runWorkload(w workload, cfg config, cmd string) {
 		run = func() (runResult, error) {
 			lat := make([]int64, w.calls)
 			base := reserve(w.calls)
+			cpu := cpuMeter{srv: srv}
+			cpu.start()
 			t0 := time.Now()
 			var err error
 			if w.inflight > 1 {
@@ -273,7 +303,9 @@ func runWorkload(w workload, cfg config, cmd string) {
 			} else {
 				err = c.runSequential(base, w.kind, lat)
 			}
-			return runResult{elapsed: time.Since(t0), p99: p99(lat)}, err
+			r := runResult{elapsed: time.Since(t0), p99: p99(lat)}
+			cpu.stop(&r)
+			return r, err
 		}
 	case modeHTTP:
 		if srv, err = startServer(cmd, false); err != nil {
@@ -296,14 +328,18 @@ func runWorkload(w workload, cfg config, cmd string) {
 				return runResult{}, err
 			}
 			lat := make([]int64, w.calls)
+			cpu := cpuMeter{srv: srv}
+			cpu.start()
 			elapsed, err := runHTTPCalls(conns, reserve(w.calls), w.kind, lat)
 			if err != nil {
 				return runResult{}, err
 			}
+			r := runResult{elapsed: elapsed, p99: p99(lat)}
+			cpu.stop(&r)
 			if err := endSessions(conns, sessions); err != nil {
 				return runResult{}, err
 			}
-			return runResult{elapsed: elapsed, p99: p99(lat)}, nil
+			return r, nil
 		}
 	case modeSessions:
 		run = func() (runResult, error) { return sessionsRun(w, cmd, &ids) }
@@ -354,10 +390,13 @@ func sessionsRun(w workload, cmd string, ids *int64) (runResult, error) {
 		return r, err
 	}
 	lat := make([]int64, w.calls)
+	cpu := cpuMeter{srv: srv}
+	cpu.start()
 	elapsed, sessions, version, err := openSessions(conns, ids, lat)
 	if err != nil {
 		return r, err
 	}
+	cpu.stop(&r)
 	if r.rssAfter, err = srv.rssKiB(); err != nil {
 		return r, err
 	}
@@ -388,12 +427,17 @@ func printResult(w workload, cfg config, results []runResult, serverRSS int64) {
 	perOp := make([]float64, n)
 	wall := make([]float64, n)
 	metric := make([]float64, n)
+	var serverCPU, clientCPU []float64
 	var progressLine strings.Builder
 	fmt.Fprintf(&progressLine, "mcpload: %s %s: run ms:", cfg.peer, w.name)
 	for i, r := range results {
 		perOp[i] = float64(r.elapsed.Nanoseconds()) / float64(w.calls)
 		wall[i] = float64(r.elapsed.Nanoseconds()) / 1e6
 		metric[i] = r.metric
+		if r.serverCPU >= 0 {
+			serverCPU = append(serverCPU, float64(r.serverCPU)/float64(w.calls))
+		}
+		clientCPU = append(clientCPU, float64(r.clientCPU)/float64(w.calls))
 		fmt.Fprintf(&progressLine, " %.3f", wall[i])
 	}
 	fmt.Fprintln(os.Stderr, progressLine.String())
@@ -413,6 +457,10 @@ func printResult(w workload, cfg config, results []runResult, serverRSS int64) {
 	} else if serverRSS >= 0 {
 		fmt.Fprintf(&b, `,"server_rss_kib":%d`, serverRSS)
 	}
+	if len(serverCPU) == n {
+		fmt.Fprintf(&b, `,"server_cpu_ns_per_op":%s`, fmtFloat(median(serverCPU), 0))
+	}
+	fmt.Fprintf(&b, `,"client_cpu_ns_per_op":%s`, fmtFloat(median(clientCPU), 0))
 	b.WriteString("}\n")
 	os.Stdout.WriteString(b.String())
 }

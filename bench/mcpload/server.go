@@ -183,6 +183,41 @@ func (s *server) rssKiB() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", s.pid)
 }
 
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux ABI this runs on).
+const userHZ = 100
+
+// cpuNs reads the CPU time (user + system, all threads, exited ones
+// included) the server has used so far, in ns; 10 ms resolution.
+func (s *server) cpuNs() (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", s.pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", s.pid)
+	}
+	return (utime + stime) * (1e9 / userHZ), nil
+}
+
+// selfCPUNs is the CPU time the generator itself has used so far, in ns.
+func selfCPUNs() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
 // fatal reports a failure, stops the server under test and exits with status 1.
 // It may be called from any goroutine.
 var fatalOnce sync.Once
