@@ -303,8 +303,9 @@ func runWorkload(w workload, cfg config, cmd string) {
 			} else {
 				err = c.runSequential(base, w.kind, lat)
 			}
-			r := runResult{elapsed: time.Since(t0), p99: p99(lat)}
+			r := runResult{elapsed: time.Since(t0)}
 			cpu.stop(&r)
+			r.p99 = p99(lat)
 			return r, err
 		}
 	case modeHTTP:
@@ -334,8 +335,9 @@ func runWorkload(w workload, cfg config, cmd string) {
 			if err != nil {
 				return runResult{}, err
 			}
-			r := runResult{elapsed: elapsed, p99: p99(lat)}
+			r := runResult{elapsed: elapsed}
 			cpu.stop(&r)
+			r.p99 = p99(lat)
 			if err := endSessions(conns, sessions); err != nil {
 				return runResult{}, err
 			}
