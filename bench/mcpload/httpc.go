@@ -16,6 +16,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -53,6 +55,7 @@ type httpConn struct {
 	// lastSession is the last Mcp-Session-Id seen, kept so that the same id
 	// on every response costs no allocation.
 	lastSession string
+	served      int    // responses read on the current connection
 	line        []byte // scratch for SSE events
 }
 
@@ -67,7 +70,7 @@ func (h *httpConn) dial() error {
 	if err != nil {
 		return err
 	}
-	h.conn = c
+	h.conn, h.served = c, 0
 	h.r = bufio.NewReaderSize(c, 16<<10)
 	h.w = bufio.NewWriterSize(c, 16<<10)
 	return nil
@@ -140,7 +143,29 @@ type response struct {
 // response it reads events until one carries a JSON-RPC response whose id
 // is wantID (wantID < 0: the first event with data), then reads the stream
 // to its end so the connection can be reused.
+//
+// A request on a kept-alive connection that the server closed before
+// answering (no byte of a response read) is sent again once on a new
+// connection, as HTTP clients do: a server may close an idle connection
+// just as the next request is sent (Node.js does when its event loop lags
+// past the keep-alive timeout). Such retries are counted in reconnects.
 func (h *httpConn) post(body []byte, wantID int64) (response, error) {
+	reused := h.conn != nil && h.served > 0
+	resp, err := h.try(body, wantID)
+	if err != nil && reused && errors.Is(err, errClosedBeforeResponse) {
+		reconnects.Add(1)
+		resp, err = h.try(body, wantID)
+	}
+	return resp, err
+}
+
+// reconnects counts the requests sent again by post.
+var reconnects atomic.Int64
+
+// errClosedBeforeResponse: the connection ended before any byte of a response.
+var errClosedBeforeResponse = errors.New("the server closed the connection before answering")
+
+func (h *httpConn) try(body []byte, wantID int64) (response, error) {
 	if h.conn == nil {
 		if err := h.dial(); err != nil {
 			return response{}, err
@@ -154,13 +179,23 @@ func (h *httpConn) post(body []byte, wantID int64) (response, error) {
 	h.w.Write(body)
 	if err := h.w.Flush(); err != nil {
 		h.close()
+		if isClosed(err) {
+			err = fmt.Errorf("%w (%v)", errClosedBeforeResponse, err)
+		}
 		return response{}, fmt.Errorf("sending: %w", err)
 	}
 	resp, err := h.read(wantID)
 	if err != nil {
 		h.close()
+		return resp, err
 	}
-	return resp, err
+	h.served++
+	return resp, nil
+}
+
+// isClosed tells an error from a connection the peer closed or reset.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // bodyFrame says how a response body ends.
@@ -176,6 +211,9 @@ func (h *httpConn) read(wantID int64) (response, error) {
 	for {
 		line, err := h.readLine()
 		if err != nil {
+			if isClosed(err) && h.r.Buffered() == 0 && resp.status == 0 {
+				err = fmt.Errorf("%w (%v)", errClosedBeforeResponse, err)
+			}
 			return resp, fmt.Errorf("reading the status line: %w", err)
 		}
 		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {

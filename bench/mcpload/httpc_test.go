@@ -53,6 +53,9 @@ func cannedServer(t *testing.T, replies []string) endpoint {
 					default:
 						return
 					}
+					if reply == "CLOSE" { // close without answering
+						return
+					}
 					if strings.HasSuffix(reply, "\x00") {
 						c.Write([]byte(strings.TrimSuffix(reply, "\x00")))
 						return
@@ -119,5 +122,30 @@ func TestParseEndpoint(t *testing.T) {
 	}
 	if _, err := parseEndpoint("https://x/mcp"); err == nil {
 		t.Fatal("accepted https")
+	}
+}
+
+func TestRequestSentAgainWhenAKeptAliveConnectionCloses(t *testing.T) {
+	ok := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(echoBody)) + "\r\n\r\n" + echoBody
+	ep := cannedServer(t, []string{ok, "CLOSE", ok, "CLOSE", "CLOSE"})
+	h, err := dialHTTP(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	before := reconnects.Load()
+	for i := 0; i < 2; i++ {
+		resp, err := h.post([]byte(`{}`), 5)
+		if err != nil || string(resp.body) != echoBody {
+			t.Fatalf("post %d: %v %q", i, err, resp.body)
+		}
+	}
+	if got := reconnects.Load() - before; got != 1 {
+		t.Fatalf("%d reconnects, expected 1", got)
+	}
+	// Only once: a server that closes again is an error.
+	if _, err := h.post([]byte(`{}`), 5); err == nil {
+		t.Fatal("no error when the server closed twice")
 	}
 }

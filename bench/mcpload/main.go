@@ -276,6 +276,7 @@ func runWorkload(w workload, cfg config, cmd string) {
 	failPrefix = func() string { return cfg.peer + " " + w.name + ": " }
 	fmt.Fprintf(os.Stderr, "mcpload: %s %s: %d warm-up, %d runs\n", cfg.peer, w.name, cfg.warmup, cfg.runs)
 	busy.Store(true)
+	reconnects.Store(0)
 	var ids int64 // JSON-RPC ids: unique over the whole workload
 	reserve := func(n int) int64 { return atomic.AddInt64(&ids, int64(n)) - int64(n) + 1 }
 
@@ -463,6 +464,13 @@ func printResult(w workload, cfg config, results []runResult, serverRSS int64) {
 		fmt.Fprintf(&b, `,"server_cpu_ns_per_op":%s`, fmtFloat(median(serverCPU), 0))
 	}
 	fmt.Fprintf(&b, `,"client_cpu_ns_per_op":%s`, fmtFloat(median(clientCPU), 0))
+	if n := reconnects.Load(); n > 0 {
+		// Requests sent again because the server closed a kept-alive
+		// connection without answering (see httpConn.post).
+		fmt.Fprintf(&b, `,"reconnects":%d`, n)
+		fmt.Fprintf(os.Stderr, "mcpload: %s %s: the server closed a kept-alive connection before answering %d times (requests sent again)\n",
+			cfg.peer, w.name, n)
+	}
 	b.WriteString("}\n")
 	os.Stdout.WriteString(b.String())
 }
