@@ -1,7 +1,7 @@
 /* Deadlocks that did happen: the wait-for graph, its search and the
  * watchdog that runs it.
  *
- * The graph.  A context (task or plain thread, see internal.h) that is
+ * The graph.  A context (task or plain thread, see context.h) that is
  * trying to take a lock (between the lock_acquire and the lock_acquired
  * or lock_abandon hooks: sq__cctx.acquiring) waits for every context that
  * holds that lock in a conflicting mode: a writer (or a mutex locker)
@@ -31,6 +31,8 @@
  * unlock on its holder's behalf (the same hand-off); the report then
  * names a deadlock that the hand-off resolves.
  *
+ * The watchdog thread that runs the search is in watchdog.c.
+ *
  * Cost.  A search copies nothing and holds sq__check_lock for O(V + E)
  * over the waiting contexts (Tarjan's strongly connected components),
  * plus the walk of the cycles themselves, bounded by DL_MAX_STEPS.
@@ -38,10 +40,10 @@
 #include "deadlock.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "squirrel/check.h"
 
 /* Bounds on one search: cycles reported, and edges followed while
  * enumerating them (pathological graphs of many readers and writers have
@@ -152,8 +154,8 @@ static int graph_build(dl_graph *g)
 {
     memset(g, 0, sizeof *g);
     int n = 0;
-    for (sq__cctx *c = sq__check_contexts; c; c = c->next)
-        n += c->acquiring != NULL;
+    SQ__LIST_FOREACH(it, &sq__check_contexts)
+        n += sq__cctx_of(it)->acquiring != NULL;
     if (n == 0)
         return 0;
     g->ctx = malloc((size_t)n * sizeof *g->ctx);
@@ -161,9 +163,9 @@ static int graph_build(dl_graph *g)
     g->writers = malloc((size_t)n * sizeof *g->writers);
     if (!g->ctx || !g->first || !g->writers)
         return -ENOMEM;
-    for (sq__cctx *c = sq__check_contexts; c; c = c->next)
-        if (c->acquiring)
-            g->ctx[g->n++] = c;
+    SQ__LIST_FOREACH(it, &sq__check_contexts)
+        if (sq__cctx_of(it)->acquiring)
+            g->ctx[g->n++] = sq__cctx_of(it);
     qsort(g->ctx, (size_t)n, sizeof *g->ctx, cmp_ptr);
     for (int i = 0; i < n; i++)
         if (g->ctx[i]->acquiring_mode == SQ__LOCK_EXCL)
@@ -427,34 +429,32 @@ static void known_sweep(void)
 
 /* --------------------------------------------------------- the reports */
 
-void sq__deadlock_describe(sq__report *r, const sq__dl_step *s, int n,
-                           int64_t now)
+void sq__deadlock_describe(sq__strbuf *b, const char *indent,
+                           const sq__dl_step *s, int n, int64_t now)
 {
     for (int k = 0; k < n; k++) {
         const sq__dl_step *in = &s[(k + n - 1) % n]; /* waits for s[k] */
         const sq__dl_step *out = &s[k];
         const sq__cctx *next = s[(k + 1) % n].ctx;
-        sq__report_add(r, "  ");
-        sq__report_ctx(r, out->ctx);
-        sq__report_add(r, "\n");
+        sq__strbuf_printf(b, "%s  ", indent);
+        sq__put_who(b, out->ctx->name, out->ctx->spawn_site);
+        sq__strbuf_putc(b, '\n');
         if (in->hold) {
-            sq__report_add(r, "    holds %s %s (%p) taken at %s, ",
-                           sq__mode_name(in->hold->mode), in->hold->cls,
-                           in->hold->lock, in->hold->site);
-            sq__report_age(r, now - in->hold->since);
-            sq__report_add(r, " ago\n");
+            sq__strbuf_puts(b, indent);
+            sq__put_hold(b, "    ", "holds", in->hold->mode == SQ__LOCK_SHARED,
+                         in->hold->cls, in->hold->lock, in->hold->site,
+                         now - in->hold->since);
         } else {
-            sq__report_add(r,
-                           "    is queued for lock %s (%p) ahead of %s\n",
-                           in->cls, in->lock, in->ctx->name);
+            sq__strbuf_printf(b, "%s    is queued for lock %s (%p) ahead of %s\n",
+                              indent, in->cls, in->lock, in->ctx->name);
         }
-        sq__report_add(r, "    waits for %s %s (%p) at %s, ",
-                       sq__mode_name(out->mode), out->cls, out->lock,
-                       out->site);
+        sq__strbuf_printf(b, "%s    waits for %s %s (%p) at %s, ", indent,
+                          sq__mode_text(out->mode == SQ__LOCK_SHARED),
+                          out->cls, out->lock, out->site);
         if (out->hold)
-            sq__report_add(r, "held by %s\n", next->name);
+            sq__strbuf_printf(b, "held by %s\n", next->name);
         else
-            sq__report_add(r, "queued behind the writer %s\n", next->name);
+            sq__strbuf_printf(b, "queued behind the writer %s\n", next->name);
     }
 }
 
@@ -481,7 +481,7 @@ static void on_cycle(const sq__dl_step *s, int n, void *arg)
                    "  each waits for a lock the next one holds, the last"
                    " for one the first holds\n",
                    n);
-    sq__deadlock_describe(r, s, n, S->now);
+    sq__deadlock_describe(&r->text, "", s, n, S->now);
 }
 
 /* Searches, reports the cycles not reported yet, and forgets those gone.
@@ -519,90 +519,4 @@ int sq_check_deadlocks(void)
     int rc = search("an on-demand search (sq_check_deadlocks)", &total);
     return rc < 0 ? rc : total;
 #endif
-}
-
-/* ---------------------------------------------------------- the watchdog */
-
-/* One watchdog thread at most.  wd_gen names the thread that should be
- * running: a thread whose generation is no longer current ends, so a
- * stop never has to wait for the thread while holding wd_lock, and a
- * stop from inside the watchdog (its reporter reconfiguring the checks)
- * detaches instead of joining itself.  The thread runs with every signal
- * blocked, so signals go to the program's own threads. */
-static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wd_cond;
-static pthread_once_t wd_once = PTHREAD_ONCE_INIT;
-static bool wd_running;
-static pthread_t wd_thread;
-static int64_t wd_period;
-static uint64_t wd_gen;
-
-static void wd_init(void)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* sq_now()'s clock */
-    pthread_cond_init(&wd_cond, &a);
-    pthread_condattr_destroy(&a);
-}
-
-static void *wd_main(void *arg)
-{
-    uint64_t gen = (uintptr_t)arg;
-    pthread_mutex_lock(&wd_lock);
-    while (wd_gen == gen) {
-        int64_t period = wd_period;
-        int64_t deadline = sq_now();
-        deadline = deadline > INT64_MAX - period ? INT64_MAX
-                                                 : deadline + period;
-        struct timespec ts = {.tv_sec = deadline / SQ_SEC,
-                              .tv_nsec = deadline % SQ_SEC};
-        while (wd_gen == gen && wd_period == period && sq_now() < deadline)
-            pthread_cond_timedwait(&wd_cond, &wd_lock, &ts);
-        if (wd_gen != gen || wd_period != period)
-            continue; /* stopped, or re-timed: start a new period */
-        pthread_mutex_unlock(&wd_lock);
-        sq__deadlock_search("the watchdog");
-        pthread_mutex_lock(&wd_lock);
-    }
-    pthread_mutex_unlock(&wd_lock);
-    return NULL;
-}
-
-int sq__watchdog_configure(int64_t period)
-{
-    pthread_once(&wd_once, wd_init);
-    pthread_mutex_lock(&wd_lock);
-    if (period > 0) {
-        wd_period = period;
-        if (wd_running) { /* re-time */
-            pthread_cond_broadcast(&wd_cond);
-            pthread_mutex_unlock(&wd_lock);
-            return 0;
-        }
-        uint64_t gen = ++wd_gen;
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int rc = pthread_create(&wd_thread, NULL, wd_main,
-                                (void *)(uintptr_t)gen);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        wd_running = rc == 0;
-        pthread_mutex_unlock(&wd_lock);
-        return rc == 0 ? 0 : -ENOMEM;
-    }
-    if (!wd_running) {
-        pthread_mutex_unlock(&wd_lock);
-        return 0;
-    }
-    wd_running = false;
-    wd_gen++;
-    pthread_t t = wd_thread;
-    pthread_cond_broadcast(&wd_cond);
-    pthread_mutex_unlock(&wd_lock);
-    if (pthread_equal(t, pthread_self()))
-        pthread_detach(t); /* from the watchdog's own reporter */
-    else
-        pthread_join(t, NULL);
-    return 0;
 }

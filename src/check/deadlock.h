@@ -1,13 +1,17 @@
-/* The wait-for graph of deadlock.c, as the task dump (dump.c) reads it.
+/* The wait-for graph (deadlock.c): its cycles, for the reports, the
+ * watchdog (watchdog.c) and the task dump (dump.c).
  *
  * The graph's nodes are the contexts of sq__check_contexts that are
  * trying to take a lock (sq__cctx.acquiring); a node waits for the
- * contexts that hold that lock in a conflicting mode (see deadlock.c).
- * Everything here is called with sq__check_lock held. */
-#ifndef SQUIRREL_CHECK_DEADLOCK_H
-#define SQUIRREL_CHECK_DEADLOCK_H
+ * contexts that hold that lock in a conflicting mode (deadlock.c says
+ * exactly which).  */
+#ifndef SQ_CHECK_DEADLOCK_H
+#define SQ_CHECK_DEADLOCK_H
 
-#include "internal.h"
+#include <stdint.h>
+
+#include "context.h"
+#include "report.h"
 
 /* One step of a cycle: `ctx` waits to take `lock` (class cls, in `mode`,
  * at `site`), which the next step's context holds through `hold`.  hold
@@ -32,16 +36,16 @@ typedef struct sq__dl_step {
 int sq__deadlock_each(void (*fn)(const sq__dl_step *steps, int n, void *arg),
                       void *arg);
 
-/* Appends the text of one cycle to r: for each step, its context, the
- * hold through which the step before waits for it, and what it waits
- * for.  `now` (sq_now()) dates the holds. */
-void sq__deadlock_describe(sq__report *r, const sq__dl_step *s, int n,
-                           int64_t now);
+/* Appends the text of one cycle to b, each line after `indent`: for each
+ * step, its context, the hold through which the step before waits for
+ * it, and what it waits for.  `now` (sq_now()) dates the holds. */
+void sq__deadlock_describe(sq__strbuf *b, const char *indent,
+                           const sq__dl_step *s, int n, int64_t now);
 
-/* "lock" or "read lock", for reports. */
-static inline const char *sq__mode_name(int mode)
-{
-    return mode == SQ__LOCK_SHARED ? "read lock" : "lock";
-}
+/* Searches the wait-for graph for cycles and reports each one not
+ * reported before (finding SQ_CHECK_DEADLOCK).  `why` says what
+ * triggered the search.  Takes sq__check_lock itself; call without it.
+ * Returns the number of new cycles, or -ENOMEM. */
+int sq__deadlock_search(const char *why);
 
 #endif

@@ -27,8 +27,6 @@
  * The signal path never formats in the handler: the handler writes one
  * byte to a pipe, and a thread of ours (every signal blocked) reads it and
  * writes the dump. */
-#include "deadlock.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -37,6 +35,13 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "squirrel/check.h"
+#include "sq_base/json.h"
+
+#include "context.h"
+#include "deadlock.h"
+#include "report.h"
 
 /* ------------------------------------------------------ the task copy */
 
@@ -222,93 +227,25 @@ static const char *state_name(int st)
     }
 }
 
-
 static const char *mode_key(int mode)
 {
-    return mode == SQ__LOCK_SHARED ? "shared" : "exclusive";
+    return sq__mode_key(mode == SQ__LOCK_SHARED);
 }
 
 /* ------------------------------------------------------------ writing */
 
 typedef struct dout {
-    sq__report r;   /* only the growing text is used */
+    sq__strbuf b;   /* the text */
     int64_t now;
     bool json;
     dtask **by_ptr; /* the copy by task address */
     size_t n;
 } dout;
 
-#define put(o, ...) sq__report_add(&(o)->r, __VA_ARGS__)
-
-static void put_age(dout *o, int64_t ns)
-{
-    if (ns < 10 * SQ_USEC)
-        put(o, "%lld ns", (long long)ns);
-    else if (ns < 10 * SQ_MSEC)
-        put(o, "%lld us", (long long)(ns / SQ_USEC));
-    else
-        put(o, "%lld ms", (long long)(ns / SQ_MSEC));
-}
-
-/* A JSON string: escapes, and U+FFFD for bytes that are not UTF-8. */
-static void put_js(dout *o, const char *s)
-{
-    if (!s) {
-        put(o, "null");
-        return;
-    }
-    put(o, "\"");
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        if (c == '"' || c == '\\') {
-            put(o, "\\%c", c);
-            p++;
-        } else if (c < 0x20) {
-            put(o, "\\u%04x", c);
-            p++;
-        } else if (c < 0x80) {
-            size_t run = 1; /* the plain characters in one go */
-            while (p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
-                   p[run] != '\\')
-                run++;
-            put(o, "%.*s", (int)run, (const char *)p);
-            p += run;
-        } else {
-            int len = c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3
-                    : c < 0xf5 ? 4 : 0;
-            bool ok = len > 0;
-            for (int i = 1; ok && i < len; i++)
-                ok = (p[i] & 0xc0) == 0x80;
-            if (ok && len == 3) /* no overlongs, no surrogates */
-                ok = !(c == 0xe0 && p[1] < 0xa0) &&
-                     !(c == 0xed && p[1] >= 0xa0);
-            if (ok && len == 4)
-                ok = !(c == 0xf0 && p[1] < 0x90) &&
-                     !(c == 0xf4 && p[1] >= 0x90);
-            if (ok) {
-                put(o, "%.*s", len, (const char *)p);
-                p += len;
-            } else {
-                put(o, "\\ufffd");
-                p++;
-            }
-        }
-    }
-    put(o, "\"");
-}
-
-/* A key, then its string value. */
-static void put_kv(dout *o, const char *key, const char *v)
-{
-    put(o, "\"%s\": ", key);
-    put_js(o, v);
-}
-
-static void put_ptr(dout *o, const char *key, const void *p)
-{
-    put(o, "\"%s\": \"%p\"", key, p);
-}
+#define put(o, ...) sq__strbuf_printf(&(o)->b, __VA_ARGS__)
+#define put_age(o, ns) sq__put_age(&(o)->b, (ns))
+#define put_kv(o, key, v) sq__json_kv(&(o)->b, (key), (v))
+#define put_ptr(o, key, p) sq__json_kptr(&(o)->b, (key), (p))
 
 /* ------------------------------------------------ locks: text and JSON */
 
@@ -337,7 +274,7 @@ static void holds(dout *o, const sq__cctx *c, const char *indent)
     }
     for (const sq__hold *h = c ? c->holds : NULL; h; h = h->cnext) {
         put(o, "%sholds %s %s (%p) taken at %s, ", indent,
-            sq__mode_name(h->mode), h->cls, h->lock, h->site);
+            sq__mode_text(h->mode == SQ__LOCK_SHARED), h->cls, h->lock, h->site);
         put_age(o, o->now - h->since);
         put(o, " ago\n");
     }
@@ -370,7 +307,7 @@ static void wanted(dout *o, const sq__cctx *c, const char *indent)
         return;
     }
     put(o, "%swants %s %s (%p) at %s", indent,
-        sq__mode_name(c->acquiring_mode),
+        sq__mode_text(c->acquiring_mode == SQ__LOCK_SHARED),
         c->acquiring_cls ? c->acquiring_cls : "?", lock,
         c->acquiring_site ? c->acquiring_site : "?");
     bool any = false;
@@ -378,7 +315,7 @@ static void wanted(dout *o, const sq__cctx *c, const char *indent)
         if (h->lock != lock)
             continue;
         put(o, "\n%s  held by %s as %s taken at %s, ", indent, h->owner->name,
-            sq__mode_name(h->mode), h->site);
+            sq__mode_text(h->mode == SQ__LOCK_SHARED), h->site);
         put_age(o, o->now - h->since);
         put(o, " ago");
         any = true;
@@ -495,15 +432,7 @@ static void cycle_out(const sq__dl_step *s, int n, void *arg)
     if (!o->json) {
         /* The report's text of the cycle, indented under its title. */
         put(o, "  cycle %d:\n", ++cy->n);
-        sq__report d = {0};
-        sq__deadlock_describe(&d, s, n, o->now);
-        for (char *line = d.buf; line && *line;) {
-            char *end = strchr(line, '\n');
-            int len = end ? (int)(end - line) : (int)strlen(line);
-            put(o, "  %.*s\n", len, line);
-            line += len + (end != NULL);
-        }
-        free(d.buf);
+        sq__deadlock_describe(&o->b, "  ", s, n, o->now);
         return;
     }
     put(o, "%s[", cy->n++ ? ", " : "");
@@ -546,7 +475,8 @@ static bool dump_render(dout *o, dsnap *s)
     pthread_mutex_lock(&sq__check_lock);
     /* Match the contexts with the copy; count the others. */
     size_t others = 0, threads = 0;
-    for (sq__cctx *c = sq__check_contexts; c; c = c->next) {
+    SQ__LIST_FOREACH(it, &sq__check_contexts) {
+        sq__cctx *c = sq__cctx_of(it);
         dtask *d = c->task ? find_task(o->by_ptr, o->n, c->task) : NULL;
         if (d && d->id == c->task_id)
             d->ctx = c;
@@ -572,14 +502,17 @@ static bool dump_render(dout *o, dsnap *s)
         }
         put(o, "], \"threads\": [");
         size_t k = 0;
-        for (sq__cctx *c = sq__check_contexts; c; c = c->next)
+        SQ__LIST_FOREACH(it, &sq__check_contexts) {
+            sq__cctx *c = sq__cctx_of(it);
             if (!c->task && (c->holds || c->acquiring)) {
                 put(o, "%s", k++ ? ", " : "");
                 ctx_json(o, c);
             }
+        }
         put(o, "], \"other_tasks\": [");
         k = 0;
-        for (sq__cctx *c = sq__check_contexts; c; c = c->next) {
+        SQ__LIST_FOREACH(it, &sq__check_contexts) {
+            sq__cctx *c = sq__cctx_of(it);
             dtask *d = c->task ? find_task(o->by_ptr, o->n, c->task) : NULL;
             if (c->task && !(d && d->id == c->task_id) &&
                 (c->holds || c->acquiring)) {
@@ -601,13 +534,15 @@ static bool dump_render(dout *o, dsnap *s)
         }
         if (threads) {
             put(o, "threads that hold or want locks:\n");
-            for (sq__cctx *c = sq__check_contexts; c; c = c->next)
-                if (!c->task && (c->holds || c->acquiring))
-                    ctx_text(o, c);
+            SQ__LIST_FOREACH(it, &sq__check_contexts)
+                if (!sq__cctx_of(it)->task &&
+                    (sq__cctx_of(it)->holds || sq__cctx_of(it)->acquiring))
+                    ctx_text(o, sq__cctx_of(it));
         }
         if (others) {
             put(o, "tasks with locks that started after the list above:\n");
-            for (sq__cctx *c = sq__check_contexts; c; c = c->next) {
+            SQ__LIST_FOREACH(it, &sq__check_contexts) {
+                sq__cctx *c = sq__cctx_of(it);
                 dtask *d = c->task ? find_task(o->by_ptr, o->n, c->task)
                                    : NULL;
                 if (c->task && !(d && d->id == c->task_id) &&
@@ -627,19 +562,21 @@ static bool dump_render(dout *o, dsnap *s)
         complete = false;
 
     if (o->json) {
-        if (co.r.buf)
-            put(o, "%s", co.r.buf);
+        put(o, "%s", sq__strbuf_str(&co.b));
         put(o, "], \"complete\": %s}\n", complete ? "true" : "false");
     } else {
         if (cy.n == 0)
             put(o, "wait-for cycles (deadlocks): none\n");
         else
-            put(o, "wait-for cycles (deadlocks): %d\n%s", cy.n, co.r.buf);
+            put(o, "wait-for cycles (deadlocks): %d\n%s", cy.n,
+                sq__strbuf_str(&co.b));
         if (!complete)
             put(o, "(incomplete: out of memory while taking the dump)\n");
         put(o, "end of the task dump\n");
     }
-    free(co.r.buf);
+    if (sq__strbuf_failed(&co.b))
+        complete = false;
+    sq__strbuf_free(&co.b);
     free(o->by_ptr);
     o->by_ptr = NULL;
     return complete;
@@ -653,7 +590,7 @@ static char *dump_text(bool json)
     dout o = {.now = sq_now(), .json = json};
     dump_render(&o, &s);
     snap_free(&s);
-    return o.r.buf; /* NULL only if not one byte could be allocated */
+    return sq__strbuf_take(&o.b); /* NULL if memory ran out */
 }
 
 static int write_all(int fd, const char *p, size_t len)

@@ -60,10 +60,13 @@
  * sites an edge remembers are copied once into an interned string table,
  * since the strings the locks pass need only outlive the lock or the
  * hold. */
-#include "internal.h"
+#include "lockdep.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "squirrel/check.h"
 
 #define MAX_CLASSES 4096
 #define MAX_EDGES 16384
@@ -296,11 +299,6 @@ static bool chain_seen(uint64_t h)
 
 /* ------------------------------------------------------------- reports */
 
-static const char *mode_name(int mode)
-{
-    return mode == SQ__LOCK_SHARED ? "read lock" : "lock";
-}
-
 /* Starts the report: who takes what.  Returns NULL if out of memory. */
 static sq__report *report_start(const sq__cctx *ctx, const void *lock,
                                 const char *cls, int mode, const char *site)
@@ -310,22 +308,28 @@ static sq__report *report_start(const sq__cctx *ctx, const void *lock,
         return NULL;
     sq__report_init(r, SQ_CHECK_LOCK_ORDER);
     sq__report_add(r, "  ");
-    sq__report_ctx(r, ctx);
-    sq__report_add(r, "\n  takes %s %s (%p) at %s\n", mode_name(mode), cls,
-                   lock, site);
+    sq__put_who(&r->text, ctx->name, ctx->spawn_site);
+    sq__report_add(r, "\n  takes %s %s (%p) at %s\n",
+                   sq__mode_text(mode == SQ__LOCK_SHARED), cls, lock, site);
     return r;
+}
+
+static void report_hold(sq__report *r, const sq__hold *h, int64_t now)
+{
+    sq__put_hold(&r->text, "  ", "while holding", h->mode == SQ__LOCK_SHARED,
+                 h->cls, h->lock, h->site, now - h->since);
 }
 
 static void add_edge(sq__report *r, const ledge *e)
 {
-    sq__report_add(r, "    %s -> %s: %s", classes[e->from].name,
-                   classes[e->to].name, e->who ? e->who : "?");
-    if (e->spawn_site)
-        sq__report_add(r, " (spawned at %s)", e->spawn_site);
+    sq__report_add(r, "    %s -> %s: ", classes[e->from].name,
+                   classes[e->to].name);
+    sq__put_who(&r->text, e->who ? e->who : "?", e->spawn_site);
     sq__report_add(r, " took %s %s at %s while holding %s %s taken at %s\n",
-                   mode_name(e->to_mode), classes[e->to].name, e->to_site,
-                   mode_name(e->from_mode), classes[e->from].name,
-                   e->from_site);
+                   sq__mode_text(e->to_mode == SQ__LOCK_SHARED),
+                   classes[e->to].name, e->to_site,
+                   sq__mode_text(e->from_mode == SQ__LOCK_SHARED),
+                   classes[e->from].name, e->from_site);
 }
 
 /* ---------------------------------------------------------- validation */
@@ -371,7 +375,7 @@ sq__report *sq__lockdep_acquire(sq__cctx *ctx, const void *lock,
                 r = report_start(ctx, lock, cls, mode, site);
             if (!r)
                 continue;
-            sq__report_hold(r, "while holding", h, now);
+            report_hold(r, h, now);
             sq__report_add(r, "  another lock of the same class %s: two "
                               "tasks or threads nesting two locks of one "
                               "class in opposite orders wait for each other "
@@ -391,7 +395,7 @@ sq__report *sq__lockdep_acquire(sq__cctx *ctx, const void *lock,
             r = report_start(ctx, lock, cls, mode, site);
         if (!r)
             continue;
-        sq__report_hold(r, "while holding", h, now);
+        report_hold(r, h, now);
         sq__report_add(r, "  but %s was taken before %s elsewhere (the "
                           "earlier order):\n", cls, h->cls);
         for (int i = 0; i < n; i++)

@@ -1,7 +1,8 @@
-/* The findings of src/check/check.c itself: a lock held across a wait,
- * long holds and long waits (at their thresholds, not below), locks marked
- * as allowed to be held across waits, and SQUIRREL_CHECK's syntax.  Each
- * test captures the reports, and restores the configuration after. */
+/* The findings the hooks make themselves (src/check/hooks.c): a lock held
+ * across a wait, long holds and long waits (at their thresholds, not
+ * below), locks marked as allowed to be held across waits, and
+ * SQUIRREL_CHECK's syntax.  Each test captures the reports, and restores
+ * the configuration after. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
