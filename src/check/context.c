@@ -11,7 +11,7 @@ pthread_mutex_t sq__check_lock = PTHREAD_MUTEX_INITIALIZER;
 struct sq__list sq__check_contexts = SQ__LIST_INIT;
 
 /* Holds of locks whose task has finished (locks are not owner-bound). */
-static sq__cctx finished = {.name = "finished tasks"};
+sq__cctx sq__check_finished = {.name = "finished tasks"};
 
 /* ------------------------------------------------------------ contexts */
 
@@ -35,7 +35,7 @@ static void holds_move(sq__cctx *from, sq__cctx *to)
 
 void sq__check_retire(sq__cctx *c)
 {
-    holds_move(c, &finished);
+    holds_move(c, &sq__check_finished);
     sq__list_remove(&sq__check_contexts, &c->link);
     free(c);
 }

@@ -11,8 +11,7 @@
  * thread-local record).  A context keeps its holds newest first, and the
  * lock it is currently trying to take (for the wait-for graph).  Locks
  * are not owner-bound: a hold can be released by another context, and
- * outlives its task (it then moves to the context of finished tasks,
- * which is in no list).
+ * outlives its task (it then moves to sq__check_finished).
  */
 #ifndef SQ_CHECK_CONTEXT_H
 #define SQ_CHECK_CONTEXT_H
@@ -59,6 +58,8 @@ extern pthread_mutex_t sq__check_lock;
 
 /* All live contexts, newest first (guarded by sq__check_lock). */
 extern struct sq__list sq__check_contexts;
+/* The holds of tasks that finished holding them (in no list). */
+extern sq__cctx sq__check_finished;
 
 /* The context of the calling task or thread, created on first use; NULL
  * only if out of memory.  Call with sq__check_lock held. */

@@ -45,6 +45,9 @@
 
 #include "squirrel/check.h"
 
+#include "render.h"
+#include "report.h"
+
 /* Bounds on one search: cycles reported, and edges followed while
  * enumerating them (pathological graphs of many readers and writers have
  * exponentially many cycles; real deadlocks have a handful). */
@@ -277,20 +280,52 @@ out:
     return rc;
 }
 
+/* Step k of a cycle in the public form: c waits for its lock, which the
+ * next step's context holds through `hold` (NULL: c is a reader queued
+ * behind that context, a writer).  Borrows c's strings. */
+static void step_of(const sq__cctx *c, const sq__hold *hold, int64_t now,
+                    sq_check_cycle_step *step, sq_check_hold *h)
+{
+    *step = (sq_check_cycle_step){
+        .name = c->name,
+        .task_id = c->task ? c->task_id : 0,
+        .spawn_site = c->spawn_site,
+        .lock = c->acquiring,
+        .cls = c->acquiring_cls ? c->acquiring_cls : "?",
+        .shared = c->acquiring_mode == SQ__LOCK_SHARED,
+        .site = c->acquiring_site ? c->acquiring_site : "?",
+        .next_holds = NULL,
+    };
+    if (!hold)
+        return;
+    *h = (sq_check_hold){
+        .lock = hold->lock,
+        .cls = hold->cls,
+        .shared = hold->mode == SQ__LOCK_SHARED,
+        .site = hold->site,
+        .age_ns = now - hold->since,
+        .holder = hold->owner->name,
+        .holder_task_id = hold->owner->task ? hold->owner->task_id : 0,
+    };
+    step->next_holds = h;
+}
+
 /* The elementary cycles, each once: from each node s, the cycles whose
- * smallest node is s, walking only s's component. */
-static int graph_cycles(const dl_graph *g, const int *comp,
-                        void (*fn)(const sq__dl_step *, int, void *),
-                        void *arg)
+ * smallest node is s, walking only s's component.  Each is handed to fn
+ * in the public form (sq_check_cycle), borrowing the contexts' strings. */
+static int graph_cycles(const dl_graph *g, const int *comp, int64_t now,
+                        sq__cycle_fn *fn, void *arg)
 {
     int n = g->n;
     int *pv = malloc((size_t)n * sizeof *pv); /* the path: nodes ... */
     int *pe = malloc((size_t)n * sizeof *pe); /* ... and their next edge */
     bool *on = calloc((size_t)n, sizeof *on);
-    sq__dl_step *steps = malloc((size_t)n * sizeof *steps);
+    sq_check_cycle_step *steps = malloc((size_t)n * sizeof *steps);
+    sq_check_hold *holds = malloc((size_t)n * sizeof *holds);
+    sq__cctx **ctxs = malloc((size_t)n * sizeof *ctxs);
     int found = 0;
     long budget = DL_MAX_STEPS;
-    if (!pv || !pe || !on || !steps) {
+    if (!pv || !pe || !on || !steps || !holds || !ctxs) {
         found = -ENOMEM;
         goto out;
     }
@@ -312,18 +347,13 @@ static int graph_cycles(const dl_graph *g, const int *comp,
             budget--;
             int w = g->edge[pe[len - 1]++].to;
             if (w == s) {
-                for (int k = 0; k < len; k++) {
-                    sq__cctx *c = g->ctx[pv[k]];
-                    steps[k] = (sq__dl_step){
-                        .ctx = c,
-                        .lock = c->acquiring,
-                        .cls = c->acquiring_cls ? c->acquiring_cls : "?",
-                        .mode = c->acquiring_mode,
-                        .site = c->acquiring_site ? c->acquiring_site : "?",
-                        .hold = g->edge[pe[k] - 1].hold,
-                    };
-                }
-                fn(steps, len, arg);
+                for (int k = 0; k < len; k++)
+                    ctxs[k] = g->ctx[pv[k]];
+                for (int k = 0; k < len; k++)
+                    step_of(ctxs[k], g->edge[pe[k] - 1].hold, now, &steps[k],
+                            &holds[k]);
+                fn(&(sq_check_cycle){.nsteps = (size_t)len, .steps = steps},
+                   ctxs, arg);
                 found++;
             } else if (w > s && comp[w] == comp[s] && !on[w]) {
                 pv[len] = w;
@@ -338,11 +368,12 @@ out:
     free(pe);
     free(on);
     free(steps);
+    free(holds);
+    free(ctxs);
     return found;
 }
 
-int sq__deadlock_each(void (*fn)(const sq__dl_step *steps, int n, void *arg),
-                      void *arg)
+int sq__deadlock_each(int64_t now, sq__cycle_fn *fn, void *arg)
 {
     dl_graph g;
     int rc = graph_build(&g);
@@ -350,7 +381,7 @@ int sq__deadlock_each(void (*fn)(const sq__dl_step *steps, int n, void *arg),
         int *comp = malloc((size_t)g.n * sizeof *comp);
         rc = comp ? graph_components(&g, comp) : -ENOMEM;
         if (rc == 0)
-            rc = graph_cycles(&g, comp, fn, arg);
+            rc = graph_cycles(&g, comp, now, fn, arg);
         free(comp);
     }
     graph_free(&g);
@@ -379,28 +410,30 @@ typedef struct dl_known {
 static dl_known *known;
 
 /* Fills m[0..n) with the cycle's members, rotated to the canonical start. */
-static void cycle_members(const sq__dl_step *s, int n, dl_member *m)
+static void cycle_members(const sq_check_cycle *c, sq__cctx *const *ctx,
+                          dl_member *m)
 {
-    int first = 0;
-    for (int k = 1; k < n; k++)
-        if ((uintptr_t)s[k].ctx < (uintptr_t)s[first].ctx)
+    size_t n = c->nsteps, first = 0;
+    for (size_t k = 1; k < n; k++)
+        if ((uintptr_t)ctx[k] < (uintptr_t)ctx[first])
             first = k;
-    for (int k = 0; k < n; k++) {
-        const sq__dl_step *x = &s[(first + k) % n];
-        m[k] = (dl_member){x->ctx, x->ctx->task_id, x->lock};
+    for (size_t k = 0; k < n; k++) {
+        size_t x = (first + k) % n;
+        m[k] = (dl_member){ctx[x], ctx[x]->task_id, c->steps[x].lock};
     }
 }
 
 /* Marks the cycle seen; true if it was known already (or cannot be
  * remembered: better one missed report than one per search forever). */
-static bool known_mark(const sq__dl_step *s, int n)
+static bool known_mark(const sq_check_cycle *c, sq__cctx *const *ctx)
 {
+    int n = (int)c->nsteps;
     dl_known *k = malloc(sizeof *k + (size_t)n * sizeof k->m[0]);
     if (!k)
         return true;
     k->n = n;
     k->seen = true;
-    cycle_members(s, n, k->m);
+    cycle_members(c, ctx, k->m);
     for (dl_known *p = known; p; p = p->next)
         if (p->n == n && !memcmp(p->m, k->m, (size_t)n * sizeof k->m[0])) {
             p->seen = true;
@@ -429,35 +462,6 @@ static void known_sweep(void)
 
 /* --------------------------------------------------------- the reports */
 
-void sq__deadlock_describe(sq__strbuf *b, const char *indent,
-                           const sq__dl_step *s, int n, int64_t now)
-{
-    for (int k = 0; k < n; k++) {
-        const sq__dl_step *in = &s[(k + n - 1) % n]; /* waits for s[k] */
-        const sq__dl_step *out = &s[k];
-        const sq__cctx *next = s[(k + 1) % n].ctx;
-        sq__strbuf_printf(b, "%s  ", indent);
-        sq__put_who(b, out->ctx->name, out->ctx->spawn_site);
-        sq__strbuf_putc(b, '\n');
-        if (in->hold) {
-            sq__strbuf_puts(b, indent);
-            sq__put_hold(b, "    ", "holds", in->hold->mode == SQ__LOCK_SHARED,
-                         in->hold->cls, in->hold->lock, in->hold->site,
-                         now - in->hold->since);
-        } else {
-            sq__strbuf_printf(b, "%s    is queued for lock %s (%p) ahead of %s\n",
-                              indent, in->cls, in->lock, in->ctx->name);
-        }
-        sq__strbuf_printf(b, "%s    waits for %s %s (%p) at %s, ", indent,
-                          sq__mode_text(out->mode == SQ__LOCK_SHARED),
-                          out->cls, out->lock, out->site);
-        if (out->hold)
-            sq__strbuf_printf(b, "held by %s\n", next->name);
-        else
-            sq__strbuf_printf(b, "queued behind the writer %s\n", next->name);
-    }
-}
-
 typedef struct dl_search {
     const char *why;
     int64_t now;
@@ -466,22 +470,23 @@ typedef struct dl_search {
     int nout;
 } dl_search;
 
-static void on_cycle(const sq__dl_step *s, int n, void *arg)
+static void on_cycle(const sq_check_cycle *c, sq__cctx *const *ctx,
+                     void *arg)
 {
     dl_search *S = arg;
     S->total++;
-    if (known_mark(s, n))
+    if (known_mark(c, ctx))
         return;
     S->fresh++;
     sq__report *r = &S->out[S->nout++];
     sq__report_init(r, SQ_CHECK_DEADLOCK);
     sq__report_add(r, "  found by: %s\n", S->why);
     sq__report_add(r,
-                   "  %d tasks or threads wait for each other in a cycle:\n"
+                   "  %zu tasks or threads wait for each other in a cycle:\n"
                    "  each waits for a lock the next one holds, the last"
                    " for one the first holds\n",
-                   n);
-    sq__deadlock_describe(&r->text, "", s, n, S->now);
+                   c->nsteps);
+    sq__cycle_text(&r->text, "", c);
 }
 
 /* Searches, reports the cycles not reported yet, and forgets those gone.
@@ -493,7 +498,7 @@ static int search(const char *why, int *total)
     if (!S.out)
         return -ENOMEM;
     pthread_mutex_lock(&sq__check_lock);
-    int rc = sq__deadlock_each(on_cycle, &S);
+    int rc = sq__deadlock_each(S.now, on_cycle, &S);
     if (rc >= 0)
         known_sweep(); /* a failed search saw too little to forget by */
     pthread_mutex_unlock(&sq__check_lock);

@@ -75,7 +75,7 @@ static void h_wait_begin(sq__waiter *w)
             sq__report_add(&r, "  ");
             add_self(&r, c);
             sq__report_add(&r, "\n  waits for %s",
-                           sq__wait_kind_text(w->kind));
+                           sq__wait_text(sq__wait_public(w->kind)));
             if (w->obj)
                 sq__report_add(&r, " (%p)", w->obj);
             sq__report_add(&r, "\n");
@@ -107,7 +107,7 @@ static void h_wait_end(sq__waiter *w, int rc)
         sq__report_add(&r, "  ");
         add_self(&r, sq__check_current_if_any());
         sq__report_add(&r, "\n  waited for %s",
-                       sq__wait_kind_text(w->kind));
+                       sq__wait_text(sq__wait_public(w->kind)));
         if (w->obj)
             sq__report_add(&r, " (%p)", w->obj);
         sq__report_add(&r, " for ");

@@ -62,11 +62,14 @@
  * hold. */
 #include "lockdep.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "squirrel/check.h"
+
+#include "arena.h"
 
 #define MAX_CLASSES 4096
 #define MAX_EDGES 16384
@@ -443,4 +446,75 @@ void sq_check_reset_order_graph(void)
     full = full_told = false;
     validations = cached = 0;
     pthread_mutex_unlock(&sq__check_lock);
+}
+
+typedef struct owned_graph {
+    sq_check_order_graph pub; /* first: the caller's pointer is to it */
+    sq__arena arena;
+} owned_graph;
+
+int sq_check_order_graph_take(sq_check_order_graph **out)
+{
+#if !SQ_CHECKS
+    if (out)
+        *out = NULL;
+    return out ? -ENOTSUP : -EINVAL;
+#else
+    if (!out)
+        return -EINVAL;
+    owned_graph *o = calloc(1, sizeof *o);
+    *out = NULL;
+    if (!o)
+        return -ENOMEM;
+    sq__arena *a = &o->arena;
+    sq_check_order_graph *g = &o->pub;
+    pthread_mutex_lock(&sq__check_lock);
+    sq_check_order_class *cl =
+        sq__arena_array(a, (size_t)nclasses, sizeof *cl);
+    sq_check_order_edge *ed = sq__arena_array(a, (size_t)nedges, sizeof *ed);
+    for (int32_t i = 0; cl && i < nclasses; i++)
+        cl[i].name = sq__arena_str(a, classes[i].name);
+    for (int32_t i = 0; ed && i < nedges; i++) {
+        const ledge *e = &edges[i];
+        ed[i] = (sq_check_order_edge){
+            .from = (size_t)e->from,
+            .to = (size_t)e->to,
+            .from_shared = e->from_mode == SQ__LOCK_SHARED,
+            .to_shared = e->to_mode == SQ__LOCK_SHARED,
+            .from_site = sq__arena_str(a, e->from_site),
+            .to_site = sq__arena_str(a, e->to_site),
+            .first_by = sq__arena_str(a, e->who ? e->who : unknown),
+            .first_by_spawn_site = sq__arena_str(a, e->spawn_site),
+            .reported = e->reported,
+        };
+    }
+    g->stats = (sq_check_order_stats){
+        .classes = (size_t)nclasses,
+        .edges = (size_t)nedges,
+        .chains = nchains,
+        .validations = validations,
+        .cached = cached,
+        .full = full,
+    };
+    pthread_mutex_unlock(&sq__check_lock);
+    if (a->failed) {
+        sq_check_order_graph_free(g);
+        return -ENOMEM;
+    }
+    g->classes = cl;
+    g->nclasses = g->stats.classes;
+    g->edges = ed;
+    g->nedges = g->stats.edges;
+    *out = g;
+    return 0;
+#endif
+}
+
+void sq_check_order_graph_free(sq_check_order_graph *g)
+{
+    if (!g)
+        return;
+    owned_graph *o = (owned_graph *)(void *)g;
+    sq__arena_free(&o->arena);
+    free(o);
 }

@@ -152,33 +152,58 @@ void sq__put_hold(sq__strbuf *b, const char *indent, const char *what,
 }
 
 static const struct {
+    int kind;                /* enum sq__wait_kind, for sq__wait_public */
     const char *key, *text;
-} kinds[SQ__WAIT_NKINDS] = {
-    [SQ__WAIT_OTHER] = {"other", "something"},
-    [SQ__WAIT_MUTEX] = {"mutex", "a mutex"},
-    [SQ__WAIT_RWLOCK] = {"rwlock", "a reader-writer lock"},
-    [SQ__WAIT_SEM] = {"semaphore", "a semaphore"},
-    [SQ__WAIT_NOTIFY] = {"notify", "a notify"},
-    [SQ__WAIT_CHANNEL] = {"channel", "a channel"},
-    [SQ__WAIT_BARRIER] = {"barrier", "a barrier"},
-    [SQ__WAIT_ONCE] = {"once", "a once initialisation"},
-    [SQ__WAIT_SLEEP] = {"sleep", "a sleep to end"},
-    [SQ__WAIT_IO] = {"io", "I/O"},
-    [SQ__WAIT_JOIN] = {"join", "a task to finish"},
-    [SQ__WAIT_GROUP] = {"group", "a task group member"},
-    [SQ__WAIT_BLOCKING] = {"blocking", "a blocking-pool job"},
+} waits[] = {
+    [SQ_CHECK_WAIT_NONE] = {-1, "none", "nothing"},
+    [SQ_CHECK_WAIT_UNKNOWN] = {-1, "unknown", "something"},
+    [SQ_CHECK_WAIT_OTHER] = {SQ__WAIT_OTHER, "other", "something"},
+    [SQ_CHECK_WAIT_MUTEX] = {SQ__WAIT_MUTEX, "mutex", "a mutex"},
+    [SQ_CHECK_WAIT_RWLOCK] = {SQ__WAIT_RWLOCK, "rwlock",
+                              "a reader-writer lock"},
+    [SQ_CHECK_WAIT_SEMAPHORE] = {SQ__WAIT_SEM, "semaphore", "a semaphore"},
+    [SQ_CHECK_WAIT_NOTIFY] = {SQ__WAIT_NOTIFY, "notify", "a notify"},
+    [SQ_CHECK_WAIT_CHANNEL] = {SQ__WAIT_CHANNEL, "channel", "a channel"},
+    [SQ_CHECK_WAIT_BARRIER] = {SQ__WAIT_BARRIER, "barrier", "a barrier"},
+    [SQ_CHECK_WAIT_ONCE] = {SQ__WAIT_ONCE, "once", "a once initialisation"},
+    [SQ_CHECK_WAIT_SLEEP] = {SQ__WAIT_SLEEP, "sleep", "a sleep to end"},
+    [SQ_CHECK_WAIT_IO] = {SQ__WAIT_IO, "io", "I/O"},
+    [SQ_CHECK_WAIT_JOIN] = {SQ__WAIT_JOIN, "join", "a task to finish"},
+    [SQ_CHECK_WAIT_GROUP] = {SQ__WAIT_GROUP, "group", "a task group member"},
+    [SQ_CHECK_WAIT_BLOCKING] = {SQ__WAIT_BLOCKING, "blocking",
+                                "a blocking-pool job"},
 };
+#define NWAITS (int)(sizeof waits / sizeof *waits)
+/* Every kind of the runtime has a public one (the two before OTHER are
+ * the snapshot's own). */
+_Static_assert(NWAITS == SQ__WAIT_NKINDS + 2, "a wait kind has no name");
 
-const char *sq__wait_kind_key(int kind)
+int sq__wait_public(int kind)
 {
-    return kind >= 0 && kind < SQ__WAIT_NKINDS && kinds[kind].key
-               ? kinds[kind].key
-               : "other";
+    for (int i = SQ_CHECK_WAIT_OTHER; i < NWAITS; i++)
+        if (waits[i].kind == kind)
+            return i;
+    return SQ_CHECK_WAIT_OTHER;
 }
 
-const char *sq__wait_kind_text(int kind)
+const char *sq__wait_key(int wait)
 {
-    return kind >= 0 && kind < SQ__WAIT_NKINDS && kinds[kind].text
-               ? kinds[kind].text
-               : "something";
+    return wait >= 0 && wait < NWAITS ? waits[wait].key : "other";
+}
+
+const char *sq__wait_text(int wait)
+{
+    return wait >= 0 && wait < NWAITS ? waits[wait].text : "something";
+}
+
+const char *sq_check_wait_kind_name(int wait)
+{
+    return wait >= 0 && wait < NWAITS ? waits[wait].key : "?";
+}
+
+const char *sq_check_task_state_name(int state)
+{
+    static const char *const names[] = {"queued", "running", "parked",
+                                        "done"};
+    return state >= 0 && state < 4 ? names[state] : "?";
 }

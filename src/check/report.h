@@ -58,9 +58,12 @@ static inline const char *sq__mode_key(bool shared)
     return shared ? "shared" : "exclusive";
 }
 
-/* What a wait of `kind` (enum sq__wait_kind) waits for: a short key
- * ("mutex", "sleep", ...) for JSON, and words for text ("a mutex"). */
-const char *sq__wait_kind_key(int kind);
-const char *sq__wait_kind_text(int kind);
+/* The public kind of wait (SQ_CHECK_WAIT_*) of a waiter's kind (enum
+ * sq__wait_kind); and for a public kind a short key ("mutex", "sleep",
+ * ...) for JSON and sq_check_wait_kind_name, and words for text ("a
+ * mutex").  Out of range: "other" and "something". */
+int sq__wait_public(int kind);
+const char *sq__wait_key(int wait);
+const char *sq__wait_text(int wait);
 
 #endif
