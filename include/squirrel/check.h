@@ -96,6 +96,52 @@ void sq_check_set_reporter(sq_check_reporter fn, void *arg);
  * since the process started.  Never waits. */
 uint64_t sq_check_count(unsigned findings);
 
+/* --------------------------------- passing a held lock to another task */
+/* Task-aware locks are not owner-bound: a task may lock one, pass the
+ * data it protects to another task (over a channel, say) and let that
+ * one unlock it (squirrel/sync.h).  Nothing in the lock calls tells the
+ * checks that this happened, and at the moment the first task goes on
+ * the lock is still held: until the unlock they would charge it to the
+ * task that took it, so that task's next wait would be reported as a
+ * lock held across a wait, the locks it takes next would be recorded as
+ * ordered after it (false inversions follow), and the deadlock search
+ * would make it a holder.  So a lock passed on is declared: the sender
+ * calls sq_check_lock_transfer before it hands the data over, and the
+ * receiver may call sq_check_lock_adopt to be charged with it from then
+ * on (or just unlock it).  Both are cheap and harmless with the checks
+ * off; call them unconditionally where a lock changes hands. */
+
+/* The calling task or thread gives its hold of `lock` (the address of an
+ * sq_mutex or sq_rwlock it holds: the write lock, or its newest read
+ * hold) to nobody in particular: from now on the hold is "in transit",
+ * charged to no task or thread (the snapshot lists it among `unowned`,
+ * with the holder "nobody (in transit)"), until a task or thread adopts
+ * it or unlocks the lock.  The caller's waits are then not held across
+ * it, the locks it takes are not ordered after it, and the deadlock
+ * search does not count the caller as its holder.  The lock itself is
+ * untouched: still locked, with the same waiters.  Call it before the
+ * send that passes the lock on (after it, the receiver may already have
+ * unlocked it, and the call returns -ENOENT).  Returns 0, -ENOENT if the
+ * checks know no hold of `lock` by the caller (the checks were never
+ * on, the lock was taken while no hook was installed, or the caller does
+ * not hold it: harmless), -EINVAL for NULL, -ENOTSUP if built with
+ * SQ_CHECKS=0.  Never waits (it briefly takes the checks' lock); not a
+ * cancellation point. */
+int sq_check_lock_transfer(const void *lock);
+
+/* The calling task or thread takes over a hold of `lock` in transit: it
+ * is charged with it from now on, as if it had taken the lock itself (the
+ * hold keeps its class, site and time of taking, so a long hold is
+ * measured from the lock call).  Optional: a receiver may unlock a lock
+ * in transit without adopting it, but until it adopts it the checks do
+ * not see it holding the lock (a wait meanwhile is not reported).
+ * Returns 0, -ENOENT if no hold of `lock` is in transit (never
+ * transferred, already adopted or unlocked, or unknown to the checks),
+ * -ENOMEM if the caller's record could not be made, -EINVAL for NULL,
+ * -ENOTSUP if built with SQ_CHECKS=0.  Never waits; not a cancellation
+ * point. */
+int sq_check_lock_adopt(const void *lock);
+
 /* ------------------------------------------------- the lock-order graph */
 /* Lock classes are the nodes; an order A -> B is recorded the first time
  * a task or thread takes a lock of class B (not by a try) while holding

@@ -1,17 +1,23 @@
 /* Contexts and holds (context.h): the record of each task and thread
- * that takes task-aware locks, the hash table of holds by lock, and the
- * names of classless locks. */
+ * that takes task-aware locks, the hash table of holds by lock, locks
+ * passed from one task to another (sq_check_lock_transfer, _adopt), and
+ * the names of classless locks. */
 #include "context.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#include "squirrel/check.h"
 
 pthread_mutex_t sq__check_lock = PTHREAD_MUTEX_INITIALIZER;
 struct sq__list sq__check_contexts = SQ__LIST_INIT;
 
 /* Holds of locks whose task has finished (locks are not owner-bound). */
 sq__cctx sq__check_finished = {.name = "finished tasks"};
+/* Holds passed on and not yet adopted. */
+sq__cctx sq__check_transit = {.name = "nobody (in transit)"};
 
 /* ------------------------------------------------------------ contexts */
 
@@ -136,16 +142,78 @@ void sq__hold_remove(sq__hold *h)
 
 sq__hold *sq__hold_find(sq__cctx *me, const void *lock, int mode)
 {
-    sq__hold *any = NULL;
+    sq__hold *transit = NULL, *any = NULL;
     for (sq__hold *h = buckets[bucket_of(lock)]; h; h = h->hnext) {
         if (h->lock != lock || h->mode != mode)
             continue;
         if (h->owner == me)
             return h;
+        if (h->owner == &sq__check_transit && !transit)
+            transit = h;
         if (!any)
             any = h;
     }
-    return any;
+    return transit ? transit : any;
+}
+
+/* Moves h from its owner to c (the hash table is unchanged: same lock).
+ * Unused when the checks are compiled out (SQ_CHECKS=0). */
+static __attribute__((unused)) void hold_move(sq__hold *h, sq__cctx *c)
+{
+    sq__cctx *from = h->owner;
+    for (sq__hold **p = &from->holds; *p; p = &(*p)->cnext)
+        if (*p == h) {
+            *p = h->cnext;
+            from->nholds--;
+            break;
+        }
+    h->owner = c;
+    h->cnext = c->holds;
+    c->holds = h;
+    c->nholds++;
+}
+
+/* ---------------------------------------------------- passing locks on */
+
+int sq_check_lock_transfer(const void *lock)
+{
+#if !SQ_CHECKS
+    (void)lock;
+    return -ENOTSUP;
+#else
+    if (!lock)
+        return -EINVAL;
+    pthread_mutex_lock(&sq__check_lock);
+    sq__cctx *me = sq__check_current_if_any();
+    sq__hold *h = NULL;
+    for (h = me ? me->holds : NULL; h; h = h->cnext) /* newest first */
+        if (h->lock == lock)
+            break;
+    if (h)
+        hold_move(h, &sq__check_transit);
+    pthread_mutex_unlock(&sq__check_lock);
+    return h ? 0 : -ENOENT;
+#endif
+}
+
+int sq_check_lock_adopt(const void *lock)
+{
+#if !SQ_CHECKS
+    (void)lock;
+    return -ENOTSUP;
+#else
+    if (!lock)
+        return -EINVAL;
+    pthread_mutex_lock(&sq__check_lock);
+    sq__hold *h = sq__check_transit.holds;
+    while (h && h->lock != lock)
+        h = h->cnext;
+    sq__cctx *me = h ? sq__check_current() : NULL;
+    if (me)
+        hold_move(h, me);
+    pthread_mutex_unlock(&sq__check_lock);
+    return !h ? -ENOENT : me ? 0 : -ENOMEM;
+#endif
 }
 
 /* ------------------------------------------------------------- classes */

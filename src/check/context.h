@@ -11,7 +11,10 @@
  * thread-local record).  A context keeps its holds newest first, and the
  * lock it is currently trying to take (for the wait-for graph).  Locks
  * are not owner-bound: a hold can be released by another context, and
- * outlives its task (it then moves to sq__check_finished).
+ * outlives its task (it then moves to sq__check_finished).  A task that
+ * passes a held lock on says so (sq_check_lock_transfer): its hold moves
+ * to sq__check_transit until another context adopts it
+ * (sq_check_lock_adopt) or releases the lock.
  */
 #ifndef SQ_CHECK_CONTEXT_H
 #define SQ_CHECK_CONTEXT_H
@@ -58,8 +61,11 @@ extern pthread_mutex_t sq__check_lock;
 
 /* All live contexts, newest first (guarded by sq__check_lock). */
 extern struct sq__list sq__check_contexts;
-/* The holds of tasks that finished holding them (in no list). */
+/* The holds of tasks that finished holding them, and the holds passed on
+ * by sq_check_lock_transfer and not yet adopted (neither in the list:
+ * they wait for nothing and are nobody's to report). */
 extern sq__cctx sq__check_finished;
+extern sq__cctx sq__check_transit;
 
 /* The context of the calling task or thread, created on first use; NULL
  * only if out of memory.  Call with sq__check_lock held. */
@@ -81,8 +87,9 @@ void sq__hold_add(sq__cctx *c, sq__hold *h);
 void sq__hold_remove(sq__hold *h);
 /* The hold of `lock` in `mode` that a release by `me` (NULL: a context
  * not known) gives back: me's own if it has one (the usual case), else
- * any (a lock released by another task or thread than the one that took
- * it).  NULL if the checks know none.  Under the lock. */
+ * one in transit (a lock passed on, released by its receiver), else any
+ * (a lock released by another task or thread than the one that took it,
+ * without a transfer).  NULL if the checks know none.  Under the lock. */
 sq__hold *sq__hold_find(sq__cctx *me, const void *lock, int mode);
 
 /* The class name of a lock: cls, or "lock@<address>" kept in a static

@@ -27,9 +27,11 @@
  * may be about to unlock it for it, a hand-off the tests use on purpose;
  * the lock-order check is the place for recursive locking).  Two readers
  * that both ask to write the lock they share are a cycle, and found.
- * Reported wrongly: a cycle whose lock some task outside it was about to
- * unlock on its holder's behalf (the same hand-off); the report then
- * names a deadlock that the hand-off resolves.
+ * Reported wrongly: a cycle through a lock that its taker passed to a
+ * task outside the cycle without declaring it (sq_check_lock_transfer),
+ * which was about to unlock it; the report then names a deadlock that the
+ * hand-off resolves.  Declared, the hold is in transit, charged to no
+ * context, so it makes no edge.
  *
  * The watchdog thread that runs the search is in watchdog.c.
  *

@@ -29,13 +29,16 @@
  *  - The very same lock taken again by its holder.  Locks are not
  *    owner-bound: taking a lock one holds may be waiting for the task it
  *    was handed to to give it back.  If nobody will, that is a deadlock
- *    that happens at once, and the wait-for graph (SQ_CHECK_DEADLOCK)
- *    reports it; not predicted here.  This includes a read lock taken
- *    again while held for reading (it deadlocks only if a writer queues
- *    in between, so it may go unnoticed).
- *  - Lock hand-offs: a lock is counted as held by whoever took it until
- *    somebody gives it back, so a task that passes a held lock on and then
- *    takes another orders the two (a possible false report).
+ *    that happens at once, which the wait-for graph leaves out too (for
+ *    the same reason, see deadlock.c); the task dump shows it as a task
+ *    waiting for a lock it holds.  This includes a read lock taken again
+ *    while held for reading (it deadlocks only if a writer queues in
+ *    between, so it may go unnoticed).
+ *  - Locks passed to another task without sq_check_lock_transfer: a lock
+ *    is charged to whoever took it until somebody unlocks it, so a task
+ *    that passes a held lock on undeclared and then takes another orders
+ *    the two (a false report, and a false inversion later).  Declared, the
+ *    hold is in transit (context.c) and orders nothing.
  *  - Locks of one class that are always nested in one fixed order (say by
  *    address) are reported as same-class nesting: give them distinct
  *    classes (sq_mutex_init_named).  There are no nesting annotations.

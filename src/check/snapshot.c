@@ -480,11 +480,18 @@ static void cycle_copy(const sq_check_cycle *c, sq__cctx *const *ctx,
     cc->out[cc->n++] = (sq_check_cycle){.nsteps = c->nsteps, .steps = st};
 }
 
-/* Holds no live context is charged with. */
+/* Holds no live context is charged with: in transit, then those of
+ * finished tasks. */
 static void unowned_copy(build *B, sq_check_snapshot *s)
 {
-    const sq__cctx *x = &sq__check_finished;
-    s->unowned = holds_copy(B, x, &s->nunowned);
+    const sq__cctx *x[] = {&sq__check_transit, &sq__check_finished};
+    size_t n = (size_t)(x[0]->nholds + x[1]->nholds);
+    sq_check_hold *out = sq__arena_array(B->a, n, sizeof *out);
+    for (size_t i = 0; out && i < 2; i++)
+        for (const sq__hold *h = x[i]->holds; h && s->nunowned < n;
+             h = h->cnext)
+            hold_copy(B, &out[s->nunowned++], h);
+    s->unowned = out;
 }
 
 /* ------------------------------------------------------------ the API */
