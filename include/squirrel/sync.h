@@ -142,9 +142,11 @@ size_t sq_sem_available(sq_sem *s);
  *
  * Not owner-bound, by design: a task may unlock a mutex that another task
  * (or thread) locked.  This is the hand-off feature: lock in one task,
- * pass the protected data on, unlock in the task that finishes with it.
- * The price is that a wrong unlock of a mutex somebody holds is not
- * detected; an unlock of an unlocked mutex is (-EPERM). */
+ * pass the protected data on, unlock in the task that finishes with it
+ * (declare it to the run-time checks with sq_check_lock_transfer,
+ * squirrel/check.h, or they charge the lock to the first task until the
+ * unlock).  The price is that a wrong unlock of a mutex somebody holds is
+ * not detected; an unlock of an unlocked mutex is (-EPERM). */
 typedef struct sq_mutex {
     sq_sem _sem;
     const char *_class;          /* lock class for the checks */

@@ -10,7 +10,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
 /* ------------------------------------------------------------- basics */
 
@@ -402,17 +401,8 @@ static void *hw_thread(void *arg)
 static void *hw_root(void *arg)
 {
     hw *h = arg;
-    sq_task t[HW_TASKS];
-    for (int i = 0; i < HW_TASKS; i++)
-        CHECK_EQ(sq_spawn(&t[i], hw_task, h, &small), 0);
-    atomic_store(&h->go, 1);
-    /* Abort a few while they run. */
-    for (int i = 0; i < HW_TASKS; i += 7) {
-        sq_sleep(200 * SQ_USEC);
-        sq_abort(t[i]);
-    }
-    for (int i = 0; i < HW_TASKS; i++)
-        sq_join(t[i], NULL);
+    sq_test_abort_while_running(hw_task, h, HW_TASKS, &h->go, 7,
+                                200 * SQ_USEC);
     return NULL;
 }
 
@@ -480,29 +470,11 @@ static void *storm_cycler(void *arg)
 static void *storm_root(void *arg)
 {
     hw *h = arg;
-    static sq_task t[STORM_WAITERS];
-    sq_task c[STORM_CYCLERS];
-    uint32_t x = 12345;
-    for (int i = 0; i < STORM_CYCLERS; i++)
-        CHECK_EQ(sq_spawn(&c[i], storm_cycler, h, &small), 0);
-    for (int i = 0; i < STORM_WAITERS; i++) {
-        CHECK_EQ(sq_spawn(&t[i], storm_waiter, h, &small), 0);
-        if (i % 16 == 15) {
-            /* Abort random earlier waiters, some still queued. */
-            for (int k = 0; k < 8; k++)
-                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < STORM_WAITERS; i++) {
-        if (sq_test_rnd(&x) % 2)
-            sq_abort(t[i]);
-    }
-    for (int i = 0; i < STORM_WAITERS; i++)
-        sq_join(t[i], NULL);
-    atomic_store(&h->stop, 1);
-    for (int i = 0; i < STORM_CYCLERS; i++)
-        CHECK_EQ(sq_join(c[i], NULL), 0);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = STORM_WAITERS, .fn = storm_waiter, .arg = h,
+        .every = 16, .aborts = 8, .last_one_in = 2, .seed = 12345,
+        .background = STORM_CYCLERS, .background_fn = storm_cycler,
+        .stop = &h->stop});
     return NULL;
 }
 
