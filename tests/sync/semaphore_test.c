@@ -252,6 +252,8 @@ static void *closing_task(void *arg)
     return NULL;
 }
 
+static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
+
 static void *close_free_root(void *arg)
 {
     (void)arg;
