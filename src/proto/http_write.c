@@ -9,12 +9,12 @@
 #include "sq_proto/http.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "oneline.h"
 #include "sq_base/spin.h"
 #include "squirrel/io.h"
 
@@ -84,19 +84,6 @@ const char *sq_http_reason(int status)
 
 /* ---------------------------------------------------------------- heads */
 
-/* Appends s with CR and LF turned into spaces. */
-static void add_flat(sq__strbuf *b, const char *s)
-{
-    for (;;) {
-        size_t n = strcspn(s, "\r\n");
-        sq__strbuf_add(b, s, n);
-        if (!s[n])
-            return;
-        sq__strbuf_putc(b, ' ');
-        s += n + 1;
-    }
-}
-
 void sq_http_begin(sq__strbuf *b, int status, bool close)
 {
     sq__strbuf_printf(b, "HTTP/1.1 %03d %s\r\n", status, sq_http_reason(status));
@@ -106,9 +93,9 @@ void sq_http_begin(sq__strbuf *b, int status, bool close)
 
 void sq_http_add_header(sq__strbuf *b, const char *name, const char *value)
 {
-    add_flat(b, name);
+    sq__add_oneline(b, name);
     sq__strbuf_puts(b, ": ");
-    add_flat(b, value);
+    sq__add_oneline(b, value);
     sq__strbuf_puts(b, "\r\n");
 }
 
@@ -126,7 +113,7 @@ static void add_lines(sq__strbuf *b, const char *content_type,
                       const char *const *headers, size_t n)
 {
     for (size_t i = 0; headers && i < n; i++) {
-        add_flat(b, headers[i]);
+        sq__add_oneline(b, headers[i]);
         sq__strbuf_puts(b, "\r\n");
     }
     if (content_type)
@@ -194,9 +181,11 @@ int sq_http_respond(struct sq_io *io, int status, bool close,
 /* The connections whose streamed body is delimited by closing (HTTP/1.0
  * clients), so that sq_http_stream_chunk, which is given only the sq_io,
  * writes their chunks bare.  A set of pointers: stream_begin puts a
- * connection in or takes it out, stream_end takes it out.  Rare (no MCP
- * client speaks HTTP/1.0), so it is a plain array under a spin lock, and
- * the common case looks at one counter only. */
+ * connection in or takes it out, stream_end and a failed write take it
+ * out.  A stream abandoned without either leaves its pointer behind,
+ * harmlessly: the next stream_begin on an sq_io at that address decides
+ * again.  Rare (no MCP client speaks HTTP/1.0), so it is a plain array
+ * under a spin lock, and the common case looks at one counter only. */
 static sq__spin raw_lock;
 static struct sq_io **raw_set;
 static size_t raw_n, raw_cap;
@@ -253,10 +242,12 @@ int sq_http_stream_begin(struct sq_io *io, const sq_http_request *req,
                          int status, const char *content_type,
                          const char *const *headers, size_t n)
 {
+    /* Only the version counts (a caller may pass a request of its own
+     * making, with just the version set): closing the connection after
+     * the stream is the caller's decision, not written here. */
     bool http10 = req && req->version_major == 1 && req->version_minor == 0;
-    bool close = http10 || (req && !req->keep_alive);
     sq__strbuf b = SQ__STRBUF_INIT;
-    sq_http_begin(&b, status, close);
+    sq_http_begin(&b, status, http10);
     add_lines(&b, content_type, headers, n);
     if (!http10)
         sq__strbuf_puts(&b, "Transfer-Encoding: chunked\r\n");
@@ -271,6 +262,8 @@ int sq_http_stream_begin(struct sq_io *io, const sq_http_request *req,
     if (rc == 0) {
         struct iovec iov = {b.buf, b.len};
         rc = write_all(io, &iov, 1);
+        if (rc < 0 && http10)
+            raw_remove(io);
     }
     sq__strbuf_free(&b);
     return rc;
@@ -282,7 +275,10 @@ int sq_http_stream_chunk(struct sq_io *io, const void *p, size_t len)
         return 0;
     if (raw_has(io)) {
         struct iovec iov = {(void *)p, len};
-        return write_all(io, &iov, 1);
+        int rc = write_all(io, &iov, 1);
+        if (rc < 0)
+            raw_remove(io); /* the stream is over; io will be closed */
+        return rc;
     }
     char size[24];
     int sn = snprintf(size, sizeof size, "%zx\r\n", len);

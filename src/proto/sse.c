@@ -12,19 +12,14 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "oneline.h"
+
 /* "name: value\n" with CR and LF in value written as spaces. */
 static void field_line(sq__strbuf *b, const char *name, const char *value)
 {
     sq__strbuf_puts(b, name);
     sq__strbuf_puts(b, ": ");
-    for (;;) {
-        size_t n = strcspn(value, "\r\n");
-        sq__strbuf_add(b, value, n);
-        if (!value[n])
-            break;
-        sq__strbuf_putc(b, ' ');
-        value += n + 1;
-    }
+    sq__add_oneline(b, value);
     sq__strbuf_putc(b, '\n');
 }
 

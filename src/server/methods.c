@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sq_base/base64.h"
+#include "sq_server/schema.h"
 
 static const char *param_str(sq_mcp_req *r, const char *key)
 {
@@ -291,6 +292,22 @@ int sq_m_tools_call(sq_mcp_req *r, json_t **result)
                                      "extensions", SQ_TASKS_EXT));
     }
     json_t *empty = args ? NULL : json_object();
+    sq_schema_error verr;
+    if (e->schema && sq_schema_validate(e->schema, args ? args : empty, &verr) != 0) {
+        /* A tool error, not a protocol error (2025-11-25, SEP-1303): the
+         * model reads it and can correct its call. */
+        char text[600];
+        snprintf(text, sizeof text, "Invalid arguments: %s: %s (%s)",
+                 verr.path[0] ? verr.path : "(the arguments)", verr.message, verr.rule);
+        *result = sq_mcp_tool_error(text);
+        json_object_set_new(*result, "structuredContent",
+                            json_pack("{s:s,s:s,s:s,s:s}", "error", "invalid_arguments",
+                                      "path", verr.path, "rule", verr.rule, "message",
+                                      verr.message));
+        json_decref(empty);
+        sq_entry_unref(e);
+        return SQ_MCP_OK;
+    }
     int rc = e->def.tool.call(r, args ? args : empty, e->def.tool.data, result);
     json_decref(empty);
     sq_entry_unref(e);

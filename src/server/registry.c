@@ -15,6 +15,7 @@
 
 #include "squirrel/state.h"
 #include "sq_base/base64.h"
+#include "sq_server/schema.h"
 
 typedef struct reg_value {
     sq_entry **items[SQ_ENTRY_NKINDS];
@@ -65,6 +66,7 @@ void sq_entry_unref(sq_entry *e)
     } else if (e->kind == SQ_ENTRY_PROMPT) {
         json_decref(e->def.prompt.arguments);
     }
+    sq_schema_free(e->schema);
     json_decref(e->desc);
     free(e->key);
     free(e);
@@ -276,6 +278,15 @@ int sq_mcp_add_tool(sq_srv *s, const sq_mcp_tool_def *d)
     if (d->annotations) {
         json_object_set(e->desc, "annotations", d->annotations);
         json_incref(d->annotations);
+    }
+    if (d->flags & SQ_MCP_VALIDATE) {
+        char err[256];
+        if (!(e->schema = sq_schema_compile(d->input_schema, err, sizeof err))) {
+            sq_srv_log(s, SQ_MCP_ERROR_LEVEL, "registry", NULL,
+                       "tool %s: input schema refused: %s", d->name, err);
+            sq_entry_unref(e);
+            return -EINVAL;
+        }
     }
     return add_entry(s, e);
 }

@@ -18,7 +18,7 @@
 #ifndef SQ_SERVER_SRV_H
 #define SQ_SERVER_SRV_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -156,6 +156,9 @@ struct sq_mcp_req {
     int64_t deadline;
     sq_task task;               /* its task (joinable; under `lock`) */
     bool has_task;
+    bool started;               /* its task has begun (under `lock`): a
+                                 * task aborted before it starts never
+                                 * runs, so only a started one is aborted */
     bool listen;                /* a subscriptions/listen stream */
     sq_tracker *trk;            /* where it is listed (a reference) */
     bool trk_left;              /* it left trk early (a task) */
@@ -269,6 +272,7 @@ typedef struct sq_entry {
     int kind;                   /* SQ_ENTRY_* */
     char *key;                  /* name, URI or URI template */
     json_t *desc;               /* what the list method returns for it */
+    struct sq_schema *schema;   /* tools with SQ_MCP_VALIDATE: compiled */
     union {
         sq_mcp_tool_def tool;
         sq_mcp_resource_def resource;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto_testutil.h"
 #include "sq_proto/http.h"
@@ -115,7 +116,7 @@ static void gen_request(uint32_t *s, bool last, sq__strbuf *out, want *w)
         sq__strbuf_putc(&w->body, (char)rnd(s, 256));
     if (w->minor == 0 || rnd(s, 2) == 0) {
         sq__strbuf_printf(out, "Content-Length: %zu\r\n\r\n", w->body.len);
-        sq__strbuf_add(out, w->body.buf, w->body.len);
+        sq__strbuf_add(out, sq__strbuf_str(&w->body), w->body.len);
         return;
     }
     w->chunked = true;

@@ -133,10 +133,10 @@ int sq_http_respond(struct sq_io *io, int status, bool close,
  * delimited by closing, and `close` is forced), chunk writes one chunk
  * (nothing for len 0), end writes the last chunk.  0 or a negative errno.
  * Each waits for the socket (a cancellation point).  `headers` as for
- * sq_http_respond; Connection: close when the request has keep_alive
- * false; req NULL is taken as an HTTP/1.1 keep-alive request.  For
- * HTTP/1.0, end shuts down the write side of io (the end of the body);
- * the caller closes io after it. */
+ * sq_http_respond.  Only req's version is read (NULL: HTTP/1.1); for
+ * HTTP/1.1 the head has no Connection header (add "Connection: close" to
+ * `headers` to announce a close).  For HTTP/1.0, end shuts down the
+ * write side of io (the end of the body); the caller closes io after. */
 int sq_http_stream_begin(struct sq_io *io, const sq_http_request *req,
                          int status, const char *content_type,
                          const char *const *headers, size_t n);

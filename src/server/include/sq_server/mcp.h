@@ -31,7 +31,7 @@
 #ifndef SQ_SERVER_MCP_H
 #define SQ_SERVER_MCP_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -153,6 +153,11 @@ enum {
     SQ_MCP_HIDDEN = 1u << 0,        /* callable but not listed */
     SQ_MCP_TASK_OPTIONAL = 1u << 1, /* may run as a task (2026 tasks ext.) */
     SQ_MCP_TASK_REQUIRED = 1u << 2, /* must run as a task */
+    /* The arguments are validated against input_schema (compiled when the
+     * tool is added: sq_server/schema.h) before the handler runs; a call
+     * that does not conform gets a tool error naming the failing path and
+     * rule, and the handler is not called. */
+    SQ_MCP_VALIDATE = 1u << 3,
 };
 
 typedef struct sq_mcp_tool_def {
