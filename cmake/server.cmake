@@ -16,6 +16,8 @@ find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 # The context manager's default store (src/server/store/sqlite.c): Debian's
 # libsqlite3-dev.
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
+# The shared store (src/server/store/postgres.c): Debian's libpq-dev.
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
 
 # llhttp: Debian's node-llhttp ships its C sources; compiled here, as a
 # third-party library (its own warnings are not ours).
@@ -52,9 +54,9 @@ if(NOT SQ_SERVER_SOURCES)
   return()
 endif()
 sq_layer(server BELOW proto SOURCES ${SQ_SERVER_SOURCES})
-target_link_libraries(sq_server PUBLIC OpenSSL::Crypto PkgConfig::SQLITE3 m)
+target_link_libraries(sq_server PUBLIC OpenSSL::Crypto PkgConfig::SQLITE3 PkgConfig::LIBPQ m)
 if(TARGET sq_server_layer)
-  target_link_libraries(sq_server_layer PRIVATE OpenSSL::Crypto PkgConfig::SQLITE3 m)
+  target_link_libraries(sq_server_layer PRIVATE OpenSSL::Crypto PkgConfig::SQLITE3 PkgConfig::LIBPQ m)
 endif()
 
 add_library(sq_server_core STATIC $<TARGET_OBJECTS:sq_proto> $<TARGET_OBJECTS:sq_server>)
@@ -70,7 +72,7 @@ endforeach()
 target_include_directories(sq_server_core PUBLIC ${SQ_CORE_INCLUDES}
                            ${PROJECT_SOURCE_DIR}/src/server/store)
 target_link_libraries(sq_server_core PUBLIC sq_llhttp PkgConfig::JANSSON
-                      OpenSSL::Crypto PkgConfig::SQLITE3 Threads::Threads m)
+                      OpenSSL::Crypto PkgConfig::SQLITE3 PkgConfig::LIBPQ Threads::Threads m)
 
 # The base layer as an archive of its own, for programs that link the
 # shared libsquirrel.so (which keeps its sq__ names to itself).

@@ -19,7 +19,7 @@
 static const char usage[] =
     "usage: squirreld [--stdio] [--http HOST:PORT] [--unix PATH] [--tcp HOST:PORT]\n"
     "                 [--config FILE] [--token-file FILE] [--fixtures conformance]\n"
-    "                 [--log-level LEVEL] [--store sqlite:PATH|memory|none]\n"
+    "                 [--log-level LEVEL] [--store sqlite:PATH|postgresql://...|memory|none]\n"
     "  --stdio            serve MCP on stdin/stdout (newline-delimited JSON-RPC)\n"
     "  --http HOST:PORT   serve Streamable HTTP at http://HOST:PORT/mcp\n"
     "  --unix PATH        serve newline-delimited JSON-RPC on a Unix socket\n"
@@ -30,7 +30,9 @@ static const char usage[] =
     "                     suite's) or bench (the benchmark's echo tools)\n"
     "  --log-level LEVEL  debug, info, notice, warning, error, ... (stderr logs)\n"
     "  --store STORE      where contexts are kept: sqlite:PATH (default\n"
-    "                     sqlite:squirreld.db, in the working directory), memory\n"
+    "                     sqlite:squirreld.db, in the working directory),\n"
+    "                     postgresql://... (a PostgreSQL database shared by\n"
+    "                     several squirreld; docs/postgres.md), memory\n"
     "                     (nothing kept after exit), or none (no context tools)\n"
     "With no transport flag: Streamable HTTP on 127.0.0.1:8808.  Port 0 picks a\n"
     "free port; each listener prints 'squirreld: listening on URL' on stderr.\n";
@@ -88,8 +90,10 @@ static int parse_args(app *a, int argc, char **argv)
             c->fixtures = strdup(v);
         } else if (strcmp(f, "--store") == 0) {
             if (strcmp(v, "none") != 0 && strcmp(v, "memory") != 0 &&
-                (strncmp(v, "sqlite:", 7) != 0 || !v[7]))
-                return die("unknown store '%s' (sqlite:PATH, memory or none)%s", v, "");
+                (strncmp(v, "sqlite:", 7) != 0 || !v[7]) &&
+                strncmp(v, "postgresql://", 13) != 0 && strncmp(v, "postgres://", 11) != 0)
+                return die("unknown store '%s' (sqlite:PATH, postgresql://..., memory or "
+                           "none)%s", v, "");
             free(c->store);
             c->store = strdup(v);
         } else if (strcmp(f, "--log-level") == 0) {

@@ -91,6 +91,22 @@ ssize_t sq_io_writev(sq_io *io, const struct iovec *iov, int iovcnt);
 ssize_t sq_io_writev_until(sq_io *io, const struct iovec *iov, int iovcnt,
                            int64_t deadline);
 
+/* Readiness of a descriptor that a library reads and writes itself (a
+ * database client's socket, say: adopt a dup() of it, so that the library
+ * keeps its own descriptor).  The pattern, which never misses an edge:
+ *     uint32_t mark = sq_io_ready_mark(io, write);
+ *     ...the library's non-blocking read or write, which stops at EAGAIN...
+ *     sq_io_ready_wait_until(io, write, mark, deadline);
+ * sq_io_ready_mark notes how many readiness edges of one direction (write
+ * != 0: writable; 0: readable) io has seen; sq_io_ready_wait_until returns
+ * 0 at once if one came since `mark`, else waits for the next.  It may
+ * return 0 with nothing to do (an edge is not a promise of bytes): try
+ * again.  -ETIMEDOUT, -ECANCELED (a cancellation point), -EBADF (io
+ * closed), -EBUSY (another task already waits on that direction of io),
+ * -EPERM (not a task of io's runtime).  Never touches the descriptor. */
+uint32_t sq_io_ready_mark(const sq_io *io, int write);
+int sq_io_ready_wait_until(sq_io *io, int write, uint32_t mark, int64_t deadline);
+
 /* Shuts down the write side (the peer reads end of stream). */
 int sq_io_shutdown_write(sq_io *io);
 

@@ -308,3 +308,18 @@ int sq_io_shutdown_write(sq_io *io)
     sq__io_unref(io);
     return rc;
 }
+
+uint32_t sq_io_ready_mark(const sq_io *io, int write)
+{
+    return atomic_load_explicit(write ? &io->wr_seq : &io->rd_seq, memory_order_acquire);
+}
+
+int sq_io_ready_wait_until(sq_io *io, int write, uint32_t mark, int64_t deadline)
+{
+    int rc = sq__io_enter(io, deadline);
+    if (rc)
+        return rc;
+    rc = sq__io_wait(io, write != 0, mark, deadline);
+    sq__io_unref(io);
+    return rc;
+}

@@ -128,6 +128,9 @@ static int bad_id(sq_ctx_err *err, const char *id, bool name)
 /* Refuses changes once stopping or broken. */
 static int refused(sq_ctx_mgr *m, sq_ctx_err *err)
 {
+    char why[200];
+    if (m->shared && sq_store_status(m->store, why, sizeof why) != 0)
+        return ctx_fail(err, SQ_CTX_STORE_FAILED, "%s", why);
     if (atomic_load(&m->broken))
         return ctx_fail(err, SQ_CTX_STORE_FAILED,
                         "the store failed (%s): changes are refused until squirreld restarts",
@@ -157,13 +160,14 @@ static ctx_obj *find(sq_ctx_mgr *m, const char *id, sq_ctx_err *err, int *rc)
 
 /* ------------------------------------------------------------- settling */
 
-int settle(sq_ctx_mgr *m, ctx_obj *o, uint64_t target)
+int settle(sq_ctx_mgr *m, ctx_obj *o, uint64_t target, uint64_t gen)
 {
     sq_watch_rx rx;
     sq_watch_subscribe(&m->settled, &rx);
     int rc = 0;
     while (atomic_load_explicit(&o->pub_version, memory_order_acquire) < target &&
-           !atomic_load(&o->gone) && !atomic_load(&m->broken)) {
+           !atomic_load(&o->gone) && !atomic_load(&m->broken) &&
+           atomic_load(&o->gen) == gen) {
         rc = sq_watch_changed(&rx);
         if (rc) {
             rc = rc == -EPIPE ? 0 : rc;
@@ -179,11 +183,11 @@ int settle(sq_ctx_mgr *m, ctx_obj *o, uint64_t target)
 /* Reports a version mismatch with `current` (the head seen, which is
  * waited for until durable first). */
 static int mismatch(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, uint64_t current,
-                    sq_ctx_err *err)
+                    uint64_t gen, sq_ctx_err *err)
 {
     sq_counter_inc(m->m_conflicts);
     if (atomic_load(&o->pub_version) < current) {
-        if (settle(m, o, current) != 0)
+        if (settle(m, o, current, gen) != 0)
             return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
         if (atomic_load(&o->gone))
             return not_found(err, o->id);
@@ -199,11 +203,14 @@ static int mismatch(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, uint64_t curre
 
 /* Waits for the pending change that makes o `creating` or `deleting` (the
  * caller has let the lock go): 0 to try again, or an error to return. */
-static int wait_pending(sq_ctx_mgr *m, ctx_obj *o, bool deleting, sq_ctx_err *err)
+static int wait_pending(sq_ctx_mgr *m, ctx_obj *o, bool deleting, uint64_t gen,
+                        sq_ctx_err *err)
 {
-    if (settle(m, o, deleting ? UINT64_MAX : 1) != 0)
+    if (settle(m, o, deleting ? UINT64_MAX : 1, gen) != 0)
         return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
-    if (deleting || atomic_load(&o->gone))
+    /* A shared store may have replaced the pending change by what another
+     * instance did (gen): then look again. */
+    if (atomic_load(&o->gone) || (deleting && atomic_load(&o->gen) == gen))
         return not_found(err, o->id);
     return refused(m, err);
 }
@@ -220,7 +227,45 @@ static int acknowledged(ctx_change *c, sq_ctx_mgr *m, sq_ctx_err *err)
                         "committed)");
     if (rc == -ESHUTDOWN)
         return ctx_fail(err, SQ_CTX_STOPPING, "the server is stopping");
+    if (rc == -ESTALE)
+        return rc; /* shared stores: the caller tries again */
     return ctx_fail(err, SQ_CTX_STORE_FAILED, "the store failed: %s", m->broken_msg);
+}
+
+/* Shared stores: one more round after a change was found stale; an error
+ * once it has happened too often in a row (the database keeps failing). */
+#define STALE_ROUNDS 1000
+static int stale_again(sq_ctx_mgr *m, int *rounds, sq_ctx_err *err)
+{
+    if (++*rounds > STALE_ROUNDS)
+        return ctx_fail(err, SQ_CTX_STORE_FAILED,
+                        "the change could not be committed: the store kept refusing it (%s)",
+                        m->broken_msg);
+    return refused(m, err);
+}
+
+/* Shared stores: has the writer read id again (at least up to `known`),
+ * and waits for that. */
+static int refresh_wait(sq_ctx_mgr *m, const char *id, uint64_t known, sq_ctx_err *err)
+{
+    ctx_change *c = change_new(NULL, CTX_REFRESH, NULL);
+    if (!c || !(c->name = strdup(id))) {
+        if (c) {
+            change_unref(c);
+            change_unref(c);
+        }
+        return ctx_fail(err, SQ_CTX_NO_MEMORY, "out of memory");
+    }
+    c->at = (int64_t)known;
+    int rc = writer_submit(m, c);
+    if (rc) {
+        change_unref(c);
+        change_unref(c);
+        return ctx_fail(err, SQ_CTX_STOPPING, "the server is stopping");
+    }
+    rc = change_wait(c);
+    change_unref(c);
+    return rc == -ECANCELED ? ctx_fail(err, SQ_CTX_CANCELLED, "cancelled") : 0;
 }
 
 /* ---------------------------------------------------------------- versions */
@@ -347,13 +392,16 @@ static int change_doc(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, int kind,
                       compute_fn fn, void *arg, const char *actor, uint64_t *version,
                       sq_ctx_err *err)
 {
+    bool refreshed = false;
+    int stale = 0;
     for (int attempt = 0;; attempt++) {
         if (sq_mutex_lock(&o->lock) != 0)
             return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
         if (o->creating || o->deleting) {
             bool del = o->deleting;
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
-            int rc = wait_pending(m, o, del, err);
+            int rc = wait_pending(m, o, del, g, err);
             if (rc)
                 return rc;
             continue;
@@ -365,10 +413,18 @@ static int change_doc(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, int kind,
         }
         ctx_ver *base = ver_ref(o->head);
         if (expected && expected != base->version) {
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
             uint64_t cur = base->version;
             ver_unref(base);
-            return mismatch(m, o, expected, cur, err);
+            if (m->shared && expected > cur && !refreshed) {
+                /* Another instance is ahead of what we know: read it. */
+                refreshed = true;
+                if ((rc = refresh_wait(m, o->id, expected, err)) != 0)
+                    return rc;
+                continue;
+            }
+            return mismatch(m, o, expected, cur, g, err);
         }
         bool locked = attempt >= LOCKLESS_ATTEMPTS;
         if (!locked)
@@ -428,6 +484,15 @@ static int change_doc(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, int kind,
         uint64_t made = c->ver->version;
         rc = acknowledged(c, m, err);
         change_unref(c);
+        if (rc == -ESTALE) {
+            /* Another instance came first: compute again from its version
+             * (the writer has read it), or look the id up again. */
+            if (atomic_load(&o->gone))
+                return -EAGAIN;
+            if ((rc = stale_again(m, &stale, err)) != 0)
+                return rc;
+            continue;
+        }
         if (rc == 0 && version)
             *version = made;
         return rc;
@@ -436,8 +501,8 @@ static int change_doc(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, int kind,
 
 /* ----------------------------------------------------------------- create */
 
-int sq_ctx_create(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
-                  const char *actor, int64_t *created_at, sq_ctx_err *err)
+static int create_once(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
+                       const char *actor, int64_t *created_at, sq_ctx_err *err)
 {
     err_reset(err);
     if (!sq_ctx_valid_id(id, false))
@@ -487,9 +552,10 @@ int sq_ctx_create(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
         sq_mutex_lock(&ex->lock);
         bool del = ex->deleting;
         bool pending = ex->creating || del || atomic_load(&ex->pub_version) == 0;
+        uint64_t g = atomic_load(&ex->gen);
         sq_mutex_unlock(&ex->lock);
         if (pending) {
-            int s = settle(m, ex, del ? UINT64_MAX : 1);
+            int s = settle(m, ex, del ? UINT64_MAX : 1, g);
             obj_unref(ex);
             if (s) {
                 rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
@@ -550,6 +616,18 @@ undo:
     return rc;
 }
 
+/* Shared stores: a create that another instance's create of the same id
+ * beat is tried again (and then finds the context there). */
+int sq_ctx_create(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
+                  const char *actor, int64_t *created_at, sq_ctx_err *err)
+{
+    int rc, stale = 0;
+    while ((rc = create_once(m, id, doc, meta, actor, created_at, err)) == -ESTALE)
+        if ((rc = stale_again(m, &stale, err)) != 0)
+            break;
+    return rc;
+}
+
 /* ----------------------------------------------------------------- update */
 
 int sq_ctx_update(sq_ctx_mgr *m, const sq_ctx_change *c, uint64_t *version, sq_ctx_err *err)
@@ -568,13 +646,16 @@ int sq_ctx_update(sq_ctx_mgr *m, const sq_ctx_change *c, uint64_t *version, sq_c
         return rc;
     if ((rc = refused(m, err)) != 0)
         return rc;
-    ctx_obj *o = find(m, c->id, err, &rc);
-    if (!o)
-        return rc;
     patch_arg p = {.kind = c->kind, .patch = c->patch, .meta = c->metadata};
-    rc = change_doc(m, o, c->expected_version, c->kind, compute_patch, &p, c->actor, version,
-                    err);
-    obj_unref(o);
+    do {
+        /* -EAGAIN: deleted and made again by another instance meanwhile. */
+        ctx_obj *o = find(m, c->id, err, &rc);
+        if (!o)
+            return rc;
+        rc = change_doc(m, o, c->expected_version, c->kind, compute_patch, &p, c->actor,
+                        version, err);
+        obj_unref(o);
+    } while (rc == -EAGAIN);
     return rc;
 }
 
@@ -590,6 +671,8 @@ int sq_ctx_delete(sq_ctx_mgr *m, const char *id, uint64_t expected, uint64_t *la
     ctx_obj *o = find(m, id, err, &rc);
     if (!o)
         return rc;
+    bool refreshed = false;
+    int stale = 0;
     for (;;) {
         if (sq_mutex_lock(&o->lock) != 0) {
             rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
@@ -597,8 +680,9 @@ int sq_ctx_delete(sq_ctx_mgr *m, const char *id, uint64_t expected, uint64_t *la
         }
         if (o->creating || o->deleting) {
             bool del = o->deleting;
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, err)) != 0)
+            if ((rc = wait_pending(m, o, del, g, err)) != 0)
                 break;
             continue;
         }
@@ -608,8 +692,15 @@ int sq_ctx_delete(sq_ctx_mgr *m, const char *id, uint64_t expected, uint64_t *la
         }
         uint64_t cur = o->head->version;
         if (expected && expected != cur) {
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
-            rc = mismatch(m, o, expected, cur, err);
+            if (m->shared && expected > cur && !refreshed) {
+                refreshed = true;
+                if ((rc = refresh_wait(m, o->id, expected, err)) != 0)
+                    break;
+                continue;
+            }
+            rc = mismatch(m, o, expected, cur, g, err);
             break;
         }
         ctx_ver *tomb = ver_new();
@@ -642,6 +733,16 @@ int sq_ctx_delete(sq_ctx_mgr *m, const char *id, uint64_t expected, uint64_t *la
         }
         rc = acknowledged(c, m, err);
         change_unref(c);
+        if (rc == -ESTALE) {
+            /* Another instance changed or deleted it first. */
+            if (atomic_load(&o->gone)) {
+                rc = not_found(err, o->id);
+                break;
+            }
+            if ((rc = stale_again(m, &stale, err)) != 0)
+                break;
+            continue;
+        }
         if (rc == 0 && last_version)
             *last_version = cur;
         break;
@@ -700,8 +801,8 @@ static ctx_change *mark_change(sq_ctx_mgr *m, ctx_obj *o, int op, ctx_ver *v, co
     return c;
 }
 
-int sq_ctx_snapshot(sq_ctx_mgr *m, const char *id, const char *name, uint64_t version,
-                    uint64_t *taken, sq_ctx_err *err)
+static int snapshot_once(sq_ctx_mgr *m, const char *id, const char *name, uint64_t version,
+                         uint64_t *taken, sq_ctx_err *err)
 {
     err_reset(err);
     if (!sq_ctx_valid_id(name, true))
@@ -725,8 +826,9 @@ int sq_ctx_snapshot(sq_ctx_mgr *m, const char *id, const char *name, uint64_t ve
         }
         if (o->creating || o->deleting) {
             bool del = o->deleting;
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, err)) != 0)
+            if ((rc = wait_pending(m, o, del, g, err)) != 0)
                 break;
             continue;
         }
@@ -769,7 +871,8 @@ int sq_ctx_snapshot(sq_ctx_mgr *m, const char *id, const char *name, uint64_t ve
     return rc;
 }
 
-int sq_ctx_recovery_point(sq_ctx_mgr *m, const char *id, uint64_t *version, sq_ctx_err *err)
+static int recovery_point_once(sq_ctx_mgr *m, const char *id, uint64_t *version,
+                               sq_ctx_err *err)
 {
     err_reset(err);
     int rc = refused(m, err);
@@ -787,8 +890,9 @@ int sq_ctx_recovery_point(sq_ctx_mgr *m, const char *id, uint64_t *version, sq_c
         }
         if (o->creating || o->deleting) {
             bool del = o->deleting;
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, err)) != 0)
+            if ((rc = wait_pending(m, o, del, g, err)) != 0)
                 break;
             continue;
         }
@@ -800,8 +904,9 @@ int sq_ctx_recovery_point(sq_ctx_mgr *m, const char *id, uint64_t *version, sq_c
         } else if (k) {
             /* Being committed (taken with its version, or by another
              * call): durable once that version is. */
+            uint64_t g = atomic_load(&o->gen);
             sq_mutex_unlock(&o->lock);
-            if (settle(m, o, v) != 0)
+            if (settle(m, o, v, g) != 0)
                 rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
             else
                 rc = refused(m, err);
@@ -830,6 +935,25 @@ int sq_ctx_recovery_point(sq_ctx_mgr *m, const char *id, uint64_t *version, sq_c
     return rc;
 }
 
+int sq_ctx_snapshot(sq_ctx_mgr *m, const char *id, const char *name, uint64_t version,
+                    uint64_t *taken, sq_ctx_err *err)
+{
+    int rc, stale = 0;
+    while ((rc = snapshot_once(m, id, name, version, taken, err)) == -ESTALE)
+        if ((rc = stale_again(m, &stale, err)) != 0)
+            break;
+    return rc;
+}
+
+int sq_ctx_recovery_point(sq_ctx_mgr *m, const char *id, uint64_t *version, sq_ctx_err *err)
+{
+    int rc, stale = 0;
+    while ((rc = recovery_point_once(m, id, version, err)) == -ESTALE)
+        if ((rc = stale_again(m, &stale, err)) != 0)
+            break;
+    return rc;
+}
+
 /* ----------------------------------------------------------------- restore */
 
 int sq_ctx_restore(sq_ctx_mgr *m, const char *id, const char *snapshot,
@@ -846,11 +970,13 @@ int sq_ctx_restore(sq_ctx_mgr *m, const char *id, const char *snapshot,
     sq_ctx_info kept;
     if ((rc = sq_ctx_get_mark(m, id, snapshot, recovery_point, &kept, err)) != 0)
         return rc;
-    ctx_obj *o = find(m, id, err, &rc);
-    if (o) {
-        patch_arg p = {.kind = SQ_CTX_RESTORE, .patch = kept.document};
+    ctx_obj *o;
+    patch_arg p = {.kind = SQ_CTX_RESTORE, .patch = kept.document};
+    while ((o = find(m, id, err, &rc)) != NULL) {
         rc = change_doc(m, o, expected, SQ_CTX_RESTORE, compute_patch, &p, actor, version, err);
         obj_unref(o);
+        if (rc != -EAGAIN)
+            break;
     }
     sq_ctx_info_clear(&kept);
     return rc;

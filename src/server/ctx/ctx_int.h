@@ -34,7 +34,7 @@
 #ifndef SQ_CTX_INT_H
 #define SQ_CTX_INT_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -109,6 +109,13 @@ typedef struct ctx_obj {
     _Atomic uint64_t pub_version;
     atomic_bool gone;          /* deleted (or its create failed): out of
                                 * the index for good */
+    /* Shared stores (refresh.c): bumped, under the lock, whenever head is
+     * replaced by what the store holds; a change queued before carries
+     * the old value and is dropped by the writer (the caller computes it
+     * again).  `dirty`: a commit of it failed with its outcome unknown;
+     * its changes are dropped until it is read again. */
+    _Atomic uint64_t gen;
+    atomic_bool dirty;
 } ctx_obj;
 
 /* A new context with head `v` (taken over) and pub at "not created"
@@ -158,7 +165,7 @@ typedef struct ctx_change {
     struct sq__link link;
     atomic_int refs;
     ctx_obj *obj;              /* a reference */
-    int op;                    /* enum sq_store_opcode */
+    int op;                    /* enum sq_store_opcode, or CTX_REFRESH */
     ctx_ver *ver;              /* CREATE, PUT, DELETE (tombstone),
                                 * SNAPSHOT, RECOVERY: the version */
     char *name;                /* SNAPSHOT */
@@ -167,12 +174,19 @@ typedef struct ctx_change {
     uint64_t prune_below;
     int64_t at;                /* SNAPSHOT, RECOVERY: when */
     int64_t queued;            /* sq_now() when queued (latency) */
+    uint64_t gen;              /* obj->gen when it was made */
     int status;                /* set by the writer before `done` */
     sq_oneshot done;
 } ctx_change;
 
 ctx_change *change_new(ctx_obj *o, int op, ctx_ver *v);
 void change_unref(ctx_change *c);
+
+/* Not a change: a request to the writer to read a context again from a
+ * shared store (refresh.c); `name` is the id, `at` the version the store
+ * is known to have reached (0: unknown), obj NULL; name NULL: every
+ * context (after the store reconnected). */
+#define CTX_REFRESH 0
 
 /* ---------------------------------------------------------------- manager */
 
@@ -193,6 +207,9 @@ struct sq_ctx_mgr {
     bool writer_started;
     atomic_bool stopping;
     atomic_bool broken;        /* the store failed: changes refused */
+    bool shared;               /* the store is shared (SQ_STORE_SHARED):
+                                * others change it too (refresh.c), and a
+                                * failed commit does not break the manager */
     char broken_msg[256];
     /* Bumped after every commit (or failure): changes that must wait for
      * another change to be durable watch it. */
@@ -217,8 +234,9 @@ int writer_submit(sq_ctx_mgr *m, ctx_change *c);
 int change_wait(ctx_change *c);
 
 /* change.c: waits until o's published version reaches `target` (or o is
- * gone, or the store failed).  0 or -ECANCELED. */
-int settle(sq_ctx_mgr *m, ctx_obj *o, uint64_t target);
+ * gone, or the store failed, or o's gen moved on from `gen`, read under
+ * its lock: a shared store replaced its head).  0 or -ECANCELED. */
+int settle(sq_ctx_mgr *m, ctx_obj *o, uint64_t target, uint64_t gen);
 
 /* Errors: fills err (may be NULL) and returns the code's errno. */
 int ctx_fail(sq_ctx_err *err, int code, const char *fmt, ...)
@@ -229,6 +247,21 @@ int ctx_errno(int code);
 int store_read_version(sq_ctx_mgr *m, const char *id, uint64_t v, sq_store_doc *d);
 int store_read_mark(sq_ctx_mgr *m, const char *id, const char *name, uint64_t v,
                     sq_store_doc *d);
+
+/* refresh.c (shared stores; run by the writer task only).  Reads id
+ * again and brings its object in line with the store: versions other
+ * instances made are published (on_change for each), a deletion is
+ * published, a context made elsewhere enters the index.  *list_changed
+ * is set when contexts came or went. */
+void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_changed);
+/* Compares every context with the store's heads, refreshing those that
+ * differ. */
+void refresh_all(sq_ctx_mgr *m, bool *list_changed);
+/* The store's handler for others' changes (sq_store.on_external). */
+void refresh_external(void *arg, const char *id, uint64_t version);
+/* Tells the server of one version of o (on_change). */
+void tell_version(sq_ctx_mgr *m, ctx_obj *o, uint64_t version, int kind, bool created,
+                  bool deleted);
 
 /* The first version still in the history of a context at `current`. */
 uint64_t oldest_kept(const sq_ctx_mgr *m, uint64_t current);

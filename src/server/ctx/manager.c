@@ -179,9 +179,7 @@ static int parse_job(size_t index, void *arg, void **result)
 static int load(sq_ctx_mgr *m, char *err, size_t errlen)
 {
     load_state ls = {.store = m->store};
-    sq_cancel_mask();
-    int rc = sq_blocking_run(load_main, &ls, NULL);
-    sq_cancel_unmask();
+    int rc = sq_store_run(m->store, load_main, &ls);
     if (rc == 0 && ls.rc) {
         rc = ls.rc;
         snprintf(err, errlen, "%s", ls.err[0] ? ls.err : sq_strerror(rc));
@@ -344,7 +342,7 @@ int sq_ctx_open(sq_ctx_mgr **out, const sq_ctx_opts *opts, char *err, size_t err
     sq_notify_init(&m->wake);
     open_job j = {.spec = m->store_spec};
     sq_cancel_mask();
-    rc = sq_blocking_run(open_main, &j, NULL);
+    open_main(&j); /* sq_store_open waits as its backend does */
     sq_cancel_unmask();
     if (rc == 0 && j.rc) {
         rc = j.rc;
@@ -355,6 +353,12 @@ int sq_ctx_open(sq_ctx_mgr **out, const sq_ctx_opts *opts, char *err, size_t err
     m->store = j.store;
     if (rc == 0)
         rc = load(m, err, errlen);
+    if (rc == 0 && (m->store->vt->flags & SQ_STORE_SHARED)) {
+        /* Others' changes from now on (the store holds back what came
+         * during the load, and what the load saw is told again harmlessly). */
+        m->shared = true;
+        sq_store_watch(m->store, refresh_external, m);
+    }
     if (rc == 0 && (rc = writer_start(m)) != 0)
         snprintf(err, errlen, "cannot start the writer: %s", sq_strerror(rc));
     if (rc) {

@@ -65,7 +65,7 @@ static void *read_main(void *arg)
 static int run_read(read_job *j)
 {
     sq_cancel_mask();
-    int rc = sq_blocking_run(read_main, j, NULL);
+    int rc = sq_store_run(j->st, read_main, j);
     sq_cancel_unmask();
     return rc ? rc : j->rc;
 }
@@ -371,7 +371,7 @@ int sq_ctx_history(sq_ctx_mgr *m, const char *id, uint64_t before, size_t limit,
     hist_job j = {.st = m->store, .id = id, .low = low, .high = high, .limit = limit, .a = &a};
     if (high > low) {
         sq_cancel_mask();
-        rc = sq_blocking_run(hist_main, &j, NULL);
+        rc = sq_store_run(j.st, hist_main, &j);
         sq_cancel_unmask();
         if (rc == 0)
             rc = j.rc;

@@ -29,9 +29,11 @@ ctx_change *change_new(ctx_obj *o, int op, ctx_ver *v)
     if (!c)
         return NULL;
     atomic_init(&c->refs, 2); /* the caller's and the writer's */
-    c->obj = obj_ref(o);
+    c->obj = o ? obj_ref(o) : NULL;
     c->op = op;
     c->ver = v;
+    if (o)
+        c->gen = atomic_load(&o->gen);
     sq_oneshot_init(&c->done);
     return c;
 }
@@ -40,7 +42,8 @@ void change_unref(ctx_change *c)
 {
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
-    obj_unref(c->obj);
+    if (c->obj)
+        obj_unref(c->obj);
     ver_unref(c->ver);
     free(c->name);
     free(c);
@@ -76,7 +79,7 @@ int change_wait(ctx_change *c)
 
 typedef struct commit_job {
     sq_store *store;
-    const sq_store_op *ops;
+    sq_store_op *ops;
     size_t n;
     int rc;
     char err[200];
@@ -96,6 +99,9 @@ static size_t ops_of(sq_ctx_mgr *m, const ctx_change *c, sq_store_op *ops)
     sq_store_op *o = &ops[0];
     *o = (sq_store_op){.op = c->op, .id = c->obj->id};
     switch (c->op) {
+    case SQ_STORE_DELETE:
+        o->version = v->version; /* the tombstone's: a shared store checks it */
+        return 1;
     case SQ_STORE_CREATE:
     case SQ_STORE_PUT:
         o->version = v->version;
@@ -162,18 +168,25 @@ static void settle_mark(sq_ctx_mgr *m, ctx_obj *o, const char *name, uint64_t ve
     sq_mutex_unlock(&o->lock);
 }
 
-static void tell(sq_ctx_mgr *m, const ctx_change *c)
+void tell_version(sq_ctx_mgr *m, ctx_obj *o, uint64_t version, int kind, bool created,
+                  bool deleted)
 {
     if (!m->o.on_change)
         return;
     sq_ctx_event ev = {
-        .id = c->obj->id,
-        .version = c->op == SQ_STORE_DELETE ? c->ver->version - 1 : c->ver->version,
-        .kind = c->ver->kind,
-        .created = c->op == SQ_STORE_CREATE,
-        .deleted = c->op == SQ_STORE_DELETE,
+        .id = o->id,
+        .version = version,
+        .kind = kind,
+        .created = created,
+        .deleted = deleted,
     };
     m->o.on_change(m->o.arg, &ev);
+}
+
+static void tell(sq_ctx_mgr *m, const ctx_change *c)
+{
+    tell_version(m, c->obj, c->op == SQ_STORE_DELETE ? c->ver->version - 1 : c->ver->version,
+                 c->ver->kind, c->op == SQ_STORE_CREATE, c->op == SQ_STORE_DELETE);
 }
 
 /* Publishes a committed change; true if the list of contexts changed. */
@@ -226,34 +239,95 @@ static void forget(sq_ctx_mgr *m, ctx_change *c)
     }
 }
 
+/* Undoes the marks of a change dropped because its context was read again
+ * (the context itself is now what the store holds). */
+static void forget_marks(sq_ctx_mgr *m, ctx_change *c)
+{
+    ctx_obj *o = c->obj;
+    if (c->op == SQ_STORE_SNAPSHOT)
+        settle_mark(m, o, c->name, 0, true);
+    else if (c->op == SQ_STORE_RECOVERY || c->auto_rp)
+        settle_mark(m, o, NULL, c->ver->version, true);
+}
+
+/* Makes the changes of o queued so far stale (shared stores): its head is
+ * about to be replaced by what the store holds. */
+static void outdate(ctx_obj *o, bool dirty)
+{
+    sq_cancel_mask();
+    sq_mutex_lock(&o->lock);
+    sq_cancel_unmask();
+    atomic_fetch_add(&o->gen, 1);
+    if (dirty)
+        atomic_store(&o->dirty, true);
+    sq_mutex_unlock(&o->lock);
+}
+
 /* ------------------------------------------------------------------- loop */
 
 typedef struct writer {
     sq_ctx_mgr *m;
-    ctx_change **batch;
+    ctx_change **batch, **rest;
     sq_store_op *ops;
+    sq_store_op scratch[2];
     uint64_t epoch;
 } writer;
+
+/* Shared stores: sorts the batch into what is committed and what is not.
+ * Refresh requests are taken out (done after the commit); a change made
+ * from a head that has since been replaced (gen), or of a context whose
+ * last commit failed (dirty), is dropped as stale.  Returns how many
+ * remain at the front of the batch (in order); the others follow. */
+static size_t sort_batch(writer *w, size_t n, size_t *nstale)
+{
+    size_t keep = 0, stale = 0, tail = n;
+    ctx_change **b = w->batch;
+    ctx_change **rest = w->rest;
+    for (size_t i = 0; i < n; i++) {
+        ctx_change *c = b[i];
+        if (c->op == CTX_REFRESH)
+            rest[--tail] = c;
+        else if (c->gen != atomic_load(&c->obj->gen) || atomic_load(&c->obj->dirty))
+            rest[stale++] = c;
+        else
+            b[keep++] = c;
+    }
+    /* b = [kept][stale changes][refreshes] */
+    for (size_t i = 0; i < stale; i++)
+        b[keep + i] = rest[i];
+    for (size_t i = tail; i < n; i++)
+        b[keep + stale + (i - tail)] = rest[i];
+    *nstale = stale;
+    return keep;
+}
 
 static void commit_batch(writer *w, size_t n)
 {
     sq_ctx_mgr *m = w->m;
     int rc = -EIO;
-    if (!atomic_load(&m->broken)) {
+    size_t nstale = 0, ncommit = m->shared ? sort_batch(w, n, &nstale) : n;
+    bool list_changed = false;
+    if (!atomic_load(&m->broken) && ncommit) {
         size_t k = 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < ncommit; i++)
             k += ops_of(m, w->batch[i], &w->ops[k]);
         commit_job j = {.store = m->store, .ops = w->ops, .n = k};
         int64_t t0 = sq_now();
         /* The commit must finish even if this task were aborted: the store
          * job would go on using the batch. */
-        sq_cancel_mask();
-        rc = sq_blocking_run(commit_main, &j, NULL);
-        sq_cancel_unmask();
+        rc = sq_store_run(m->store, commit_main, &j);
         if (rc == 0)
             rc = j.rc;
         sq_histogram_observe(m->m_commit_ns, sq_now() - t0);
-        if (rc) {
+        if (rc && m->shared) {
+            /* The database is away (or refused the batch): the outcome is
+             * unknown; the contexts are read again before they change. */
+            snprintf(m->broken_msg, sizeof m->broken_msg, "%s",
+                     j.err[0] ? j.err : sq_strerror(rc));
+            sq_counter_inc(m->m_failures);
+            for (size_t i = 0; i < ncommit; i++)
+                outdate(w->batch[i]->obj, true);
+        } else if (rc) {
             snprintf(m->broken_msg, sizeof m->broken_msg, "%s",
                      j.err[0] ? j.err : sq_strerror(rc));
             atomic_store(&m->broken, true);
@@ -267,12 +341,52 @@ static void commit_batch(writer *w, size_t n)
                 ;
         }
     }
-    bool list_changed = false;
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0)
-            list_changed |= publish(m, w->batch[i]);
-        else
-            forget(m, w->batch[i]);
+    /* Which ops the store found stale: their changes (an op of a change
+     * is stale if any is; the first op of each change is what counts,
+     * since the store skips every later op of that id). */
+    size_t k = 0;
+    for (size_t i = 0; i < ncommit; i++) {
+        ctx_change *c = w->batch[i];
+        size_t nops = ops_of(m, c, &w->scratch[0]);
+        bool stale = rc == 0 && w->ops[k].stale;
+        k += nops;
+        if (stale) {
+            sq_counter_inc(m->m_conflicts);
+            outdate(c->obj, false);
+            forget(m, c);
+            c->status = -ESTALE;
+        } else if (rc == 0) {
+            list_changed |= publish(m, c);
+            c->status = 0;
+        } else {
+            forget(m, c);
+            c->status = -EIO;
+        }
+    }
+    for (size_t i = ncommit; i < ncommit + nstale; i++) {
+        forget_marks(m, w->batch[i]);
+        w->batch[i]->status = -ESTALE;
+    }
+    /* Shared stores: read again what others changed, what was found stale,
+     * and what failed; before acknowledging, so that a caller told
+     * "stale" computes its change again from the store's version. */
+    if (m->shared) {
+        for (size_t i = 0; i < ncommit + nstale; i++) {
+            ctx_change *c = w->batch[i];
+            bool seen = c->status == 0;
+            for (size_t p = 0; p < i && !seen; p++)
+                seen = w->batch[p]->obj == c->obj && w->batch[p]->status != 0;
+            if (!seen) /* once per context */
+                refresh_id(m, c->obj->id, 0, &list_changed);
+        }
+        for (size_t i = ncommit + nstale; i < n; i++) {
+            ctx_change *c = w->batch[i];
+            if (c->name)
+                refresh_id(m, c->name, c->at > 0 ? (uint64_t)c->at : 0, &list_changed);
+            else
+                refresh_all(m, &list_changed);
+            c->status = 0;
+        }
     }
     sq_gauge_set(m->m_contexts, (int64_t)atomic_load(&m->ncontexts));
     if (list_changed && m->o.on_list_changed)
@@ -282,7 +396,6 @@ static void commit_batch(writer *w, size_t n)
     int64_t now = sq_now();
     for (size_t i = 0; i < n; i++) {
         ctx_change *c = w->batch[i];
-        c->status = rc ? -EIO : 0;
         sq_histogram_observe(m->m_latency_ns, now - c->queued);
         sq_oneshot_send(&c->done, NULL);
         change_unref(c);
@@ -314,6 +427,7 @@ static void *writer_main(void *arg)
     w->epoch++;
     sq_watch_send(&m->settled, &w->epoch);
     free(w->batch);
+    free(w->rest);
     free(w->ops);
     free(w);
     return NULL;
@@ -326,10 +440,13 @@ int writer_start(sq_ctx_mgr *m)
         return -ENOMEM;
     w->m = m;
     w->batch = malloc(m->o.max_batch * sizeof *w->batch);
+    w->rest = malloc(m->o.max_batch * sizeof *w->rest);
     w->ops = malloc(2 * m->o.max_batch * sizeof *w->ops);
     sq_spawn_opts so = {.name = "ctx-writer"};
-    int rc = w->batch && w->ops ? sq_spawn(&m->writer, writer_main, w, &so) : -ENOMEM;
+    int rc = w->batch && w->rest && w->ops ? sq_spawn(&m->writer, writer_main, w, &so)
+                                           : -ENOMEM;
     if (rc) {
+        free(w->rest);
         free(w->batch);
         free(w->ops);
         free(w);

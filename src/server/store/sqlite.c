@@ -604,7 +604,7 @@ static int apply(sqlite_store *s, const sq_store_op *o)
     }
 }
 
-static int sqlite_commit(sq_store *st, const sq_store_op *ops, size_t n, char *err,
+static int sqlite_commit(sq_store *st, sq_store_op *ops, size_t n, char *err,
                          size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)st;

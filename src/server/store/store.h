@@ -13,10 +13,26 @@
  *  - named snapshots (a name, the version and its document);
  *  - recovery points (a version and its document, the newest few kept).
  *
- * Every function BLOCKS the calling thread (disk, network): call it from
- * the blocking pool (sq_blocking_run) or a thread of its own, never from
- * a worker.  A backend serialises its own calls (one may run while
- * another thread commits); none holds a Squirrel lock.
+ * How a backend waits (its vtable's flags):
+ *  - by default every function BLOCKS the calling thread (SQLite: disk):
+ *    call it from the blocking pool or a thread of its own, never from a
+ *    worker;
+ *  - SQ_STORE_TASK_WAITS: the functions wait as a task (PostgreSQL: the
+ *    connection's socket is registered with the runtime's reactor), so
+ *    they must be called from a task, and are cheap to call from one.
+ * sq_store_run hides the difference: the context manager calls every
+ * store function through it.  A backend serialises what must be; none
+ * holds a Squirrel lock while it waits.
+ *
+ * Shared backends (SQ_STORE_SHARED: several squirreld on one database):
+ *  - commit checks each change's precondition in the database (a new
+ *    version is the successor of the stored one, a new context's id is
+ *    free, a snapshot's name is free); an operation that fails it is
+ *    marked `stale`, skipped with every later operation of the same id,
+ *    and the rest commits;
+ *  - the backend tells its owner of changes other instances made
+ *    (sq_store.on_external) and can read one context again (reload) or
+ *    every context's version (heads).
  *
  * Durability: commit returns 0 only once its whole batch is durable (for
  * SQLite: the WAL is synced), and a batch is atomic (all or nothing).
@@ -71,6 +87,10 @@ typedef struct sq_store_op {
     uint64_t prune_below;
     size_t keep;
     const char *reason;     /* RECOVERY: "auto" or "manual" */
+    /* Out (shared backends): set by commit when the operation's
+     * precondition failed in the database and it was skipped.  DELETE's
+     * `version` is the tombstone's (the last version + 1). */
+    bool stale;
 } sq_store_op;
 
 /* A snapshot or recovery point, as loaded (no document). */
@@ -124,15 +144,23 @@ typedef struct sq_store_doc {
     size_t meta_len;
 } sq_store_doc;
 
+/* One context's current version (heads). */
+typedef int (*sq_store_head_fn)(void *arg, const char *id, uint64_t version);
+
+/* vtable flags */
+#define SQ_STORE_TASK_WAITS 0x1   /* calls wait as a task, not a thread */
+#define SQ_STORE_SHARED 0x2       /* several instances share the data */
+
 typedef struct sq_store_vtable {
     const char *name;       /* "sqlite" */
+    unsigned flags;         /* SQ_STORE_TASK_WAITS, SQ_STORE_SHARED */
     /* Calls fn for every context, in id order.  0, fn's negative value,
      * or an error (err says what). */
     int (*load)(sq_store *st, sq_store_load_fn fn, void *arg, char *err,
                 size_t errlen);
     /* Applies ops[0..n-1] in one atomic, durable transaction: 0 once it
      * is durable; on any error nothing of it is applied (err says what). */
-    int (*commit)(sq_store *st, const sq_store_op *ops, size_t n, char *err,
+    int (*commit)(sq_store *st, sq_store_op *ops, size_t n, char *err,
                   size_t errlen);
     /* The versions of id with low < version <= high, newest first, at
      * most limit of them.  0 or an error. */
@@ -149,32 +177,74 @@ typedef struct sq_store_vtable {
                          sq_store_doc *out);
     /* Closes the store and frees st.  Everything committed stays. */
     void (*close)(sq_store *st);
+    /* Shared backends only (NULL otherwise).  reload: context id as load
+     * gives it (fn called once), -ENOENT if it is not there, an error.
+     * heads: fn(id, version) for every context.  status: 0 while the
+     * database answers, else a negative errno and a sentence in msg. */
+    int (*reload)(sq_store *st, const char *id, sq_store_load_fn fn, void *arg);
+    int (*heads)(sq_store *st, sq_store_head_fn fn, void *arg);
+    int (*status)(sq_store *st, char *msg, size_t len);
 } sq_store_vtable;
+
+/* Told by a shared backend that another instance changed context `id`
+ * (its stored version is now at least `version`), or, with id NULL,
+ * that changes may have been missed (after reconnecting): compare
+ * everything.  Called from a task of the backend; must not wait. */
+typedef void (*sq_store_external_fn)(void *arg, const char *id, uint64_t version);
 
 /* The handle; a backend's own struct starts with it. */
 struct sq_store {
     const sq_store_vtable *vt;
     char *spec;             /* what it was opened with ("sqlite:PATH") */
+    /* Set by the owner right after opening (shared backends call it). */
+    sq_store_external_fn on_external;
+    void *external_arg;
 };
+
+/* Sets st's handler of others' changes (shared backends start telling it
+ * from then on; what came before is held back, not lost).  Never waits. */
+void sq_store_watch(sq_store *st, sq_store_external_fn fn, void *arg);
+
+/* Runs fn(arg), which calls st's functions: directly, in the calling task,
+ * for a backend whose calls wait as a task; on the blocking pool for one
+ * whose calls block (the caller's task waits for it).  Cancellation is
+ * masked while fn runs (a store call is never abandoned half way).  0, or
+ * the blocking pool's error (fn did not run). */
+int sq_store_run(sq_store *st, void *(*fn)(void *), void *arg);
+
+/* The store's health: 0, or a negative errno with a sentence in msg
+ * (-ENOTCONN: the database does not answer; reconnecting).  Never
+ * waits. */
+int sq_store_status(sq_store *st, char *msg, size_t len);
 
 /* Opens the store that spec names:
  *   "sqlite:PATH"   a SQLite file (created if missing; WAL mode; see
  *                   docs/contexts.md for the checks made on opening);
  *   "memory"        SQLite in memory: nothing survives the process
- *                   (tests, throw-away servers).
+ *                   (tests, throw-away servers);
+ *   "postgresql://..." or "postgres://..."  a PostgreSQL database (a libpq
+ *                   connection URI; docs/postgres.md), shared by every
+ *                   squirreld that names it.
  * 0 with *out, or a negative errno with a sentence in err: -EINVAL (an
  * unknown kind of store), -EBUSY (the file is in use by another process),
  * -EPROTO (not a squirreld store, or written by a newer version),
  * -EIO (corrupt, or an I/O error), -ENOMEM.  An existing file that fails
- * a check is never changed.  Blocks. */
+ * a check is never changed; -ENOTCONN (the database does not answer).
+ * Call it from a task: it waits as the backend does (a blocking backend
+ * is opened on the blocking pool). */
 int sq_store_open(const char *spec, sq_store **out, char *err, size_t errlen);
 
 /* The backends' constructors (sq_store_open calls them). */
 int sq__store_sqlite_open(const char *path, sq_store **out, char *err,
                           size_t errlen);
 
+int sq__store_pg_open(const char *conninfo, sq_store **out, char *err,
+                      size_t errlen);
+
 /* The current schema version of the SQLite backend. */
 #define SQ_STORE_SQLITE_SCHEMA 1
+/* ... and of the PostgreSQL one (its own sequence). */
+#define SQ_STORE_PG_SCHEMA 1
 
 /* Frees the texts of d. */
 void sq_store_doc_free(sq_store_doc *d);
