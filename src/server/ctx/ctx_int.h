@@ -34,7 +34,7 @@
 #ifndef SQ_CTX_INT_H
 #define SQ_CTX_INT_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>

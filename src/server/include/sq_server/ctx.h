@@ -36,7 +36,7 @@
 #ifndef SQ_SERVER_CTX_H
 #define SQ_SERVER_CTX_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -19,7 +19,7 @@
 #ifndef SQ_SERVER_JSONPATCH_H
 #define SQ_SERVER_JSONPATCH_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdbool.h>
 #include <stddef.h>
 
