@@ -413,3 +413,8 @@ sq_metrics *sq_ctx_metrics(sq_ctx_mgr *m)
 {
     return m->metrics;
 }
+
+int sq_ctx_store_status(sq_ctx_mgr *m, char *msg, size_t len)
+{
+    return sq_store_status(m->store, msg, len);
+}

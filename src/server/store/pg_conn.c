@@ -27,6 +27,12 @@ static void say_pq(char *err, size_t errlen, const char *what, const char *msg)
         err[--n] = '\0';
 }
 
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 void pgc_close(pg_conn *pc)
 {
     if (pc->io)
@@ -106,6 +112,8 @@ int pgc_connect(pg_conn *pc, const char *conninfo, int64_t deadline, char *err,
     }
     if (rc == 0 && PQsetnonblocking(pc->c, 1) != 0)
         rc = -ENOTCONN;
+    if (rc == 0) /* notices ("already exists, skipping") are not errors */
+        PQsetNoticeProcessor(pc->c, ignore_notice, NULL);
     if (rc) {
         if (rc == -ENOTCONN)
             say_pq(err, errlen, "cannot connect to PostgreSQL", PQerrorMessage(pc->c));

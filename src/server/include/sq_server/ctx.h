@@ -360,6 +360,13 @@ bool sq_ctx_valid_id(const char *id, bool name);
 
 /* now in ms since the epoch; and an RFC 3339 UTC text of ms
  * ("2026-01-02T03:04:05.678Z") into buf (at least 32 bytes). */
+/* The health of the manager's store: 0, or a negative errno with a
+ * sentence in msg (a shared store whose database does not answer:
+ * -ENOTCONN, while it reconnects; changes then fail fast with
+ * SQ_CTX_STORE_FAILED).  Never waits.  (Until squirreld has a health
+ * registry, this is what a monitor asks.) */
+int sq_ctx_store_status(sq_ctx_mgr *m, char *msg, size_t len);
+
 int64_t sq_ctx_now_ms(void);
 void sq_ctx_time_text(int64_t ms, char *buf, size_t cap);
 
