@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mcptest.h"
+#include "pgtest.h"
 #include "sq_server/ctx.h"
 
 /* ------------------------------------------------------------ fixture */
@@ -22,8 +23,11 @@
 typedef struct fix {
     char dir[64];
     mt_server *m;
+    pg_server *pg;
 } fix;
 
+/* The store: a SQLite file, or with SQ_TEST_STORE=postgresql a PostgreSQL
+ * of the test's own (pgtest.h; ctest runs the suite both ways). */
 static void fix_start(fix *f, size_t out_queue_bytes)
 {
     snprintf(f->dir, sizeof f->dir, "/tmp/ctx_mcp-%d-XXXXXX", (int)getpid());
@@ -31,7 +35,12 @@ static void fix_start(fix *f, size_t out_queue_bytes)
     sq_srv_config c;
     mt_config(&c);
     free(c.store);
-    c.store = mt_fmt("sqlite:%s/ctx.db", f->dir);
+    const char *kind = getenv("SQ_TEST_STORE");
+    f->pg = kind && strcmp(kind, "postgresql") == 0 ? pg_start() : NULL;
+    if (f->pg)
+        c.store = mt_fmt("%s", f->pg->uri);
+    else
+        c.store = mt_fmt("sqlite:%s/ctx.db", f->dir);
     if (out_queue_bytes)
         c.out_queue_bytes = out_queue_bytes;
     f->m = mt_start_with(&c);
@@ -41,6 +50,7 @@ static void fix_start(fix *f, size_t out_queue_bytes)
 static void fix_stop(fix *f)
 {
     mt_stop(f->m);
+    pg_stop(f->pg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     CHECK_EQ(system(cmd), 0);
