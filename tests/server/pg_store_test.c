@@ -33,8 +33,12 @@ static void on_change(void *arg, const sq_ctx_event *ev)
     if (strcmp(ev->id, "counter") != 0 || ev->deleted)
         return;
     /* Called by the manager's writer only, one at a time. */
-    if (ev->version != in->last + 1)
+    if (ev->version != in->last + 1) {
         in->out_of_order++;
+        if (getenv("PG_TEST_DEBUG"))
+            fprintf(stderr, "instance %p: told %llu after %llu\n", (void *)in,
+                    (unsigned long long)ev->version, (unsigned long long)in->last);
+    }
     in->last = ev->version;
     in->told++;
 }

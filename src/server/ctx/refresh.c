@@ -200,8 +200,13 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
             delete_local(m, o, list_changed);
         goto out;
     }
-    if (j.rc || !j.v)
-        goto out; /* the store is away: reconnecting compares everything */
+    if (j.rc || !j.v) {
+        /* The store is away: nothing changes from the old head until it
+         * is read (reconnecting compares everything). */
+        if (o)
+            atomic_store(&o->dirty, true);
+        goto out;
+    }
     int64_t created = 0;
     if (o) {
         sq_cancel_mask();
@@ -222,8 +227,17 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
         goto out;
     uint64_t pub = atomic_load(&o->pub_version), v = j.v->version;
     kinds_job k = {.st = m->store, .id = id, .low = pub, .high = v};
-    if (v > pub + 1)
+    if (v > pub + 1) {
         sq_store_run(m->store, kinds_main, &k);
+        if (k.rc) {
+            /* Without the versions in between, subscribers would miss
+             * some: try again later rather than skip them. */
+            atomic_store(&o->dirty, true);
+            free(k.ver);
+            free(k.kind);
+            goto out;
+        }
+    }
     sq_cancel_mask();
     sq_mutex_lock(&o->lock);
     sq_cancel_unmask();

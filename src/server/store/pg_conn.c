@@ -12,9 +12,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "squirrel/runtime.h"
+
+/* The longest a wait for the socket goes without looking at it again. */
+#define PG_POLL_STEP SQ_SEC
 
 /* libpq's message without its trailing newline. */
 static void say_pq(char *err, size_t errlen, const char *what, const char *msg)
@@ -55,8 +59,15 @@ static int follow_socket(pg_conn *pc)
     int fd = PQsocket(pc->c);
     if (fd < 0)
         return -ENOTCONN;
-    if (pc->io && fd == pc->fd)
-        return 0;
+    if (pc->io && fd == pc->fd) {
+        /* The same number may be a new socket (libpq closed the old one
+         * and opened another, which got the number back): compare what
+         * the descriptors are, not their numbers. */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && fstat(sq_io_fd(pc->io), &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            return 0;
+    }
     if (pc->io)
         sq_io_close(pc->io);
     pc->io = NULL;
@@ -158,7 +169,12 @@ static int next_result(pg_conn *pc, PGresult **out, int64_t deadline)
             *out = PQgetResult(pc->c);
             return 0;
         }
-        int rc = sq_io_ready_wait_until(pc->io, 0, mark, deadline);
+        /* In steps: should an edge ever be missed, the socket is looked
+         * at again within PG_POLL_STEP anyway. */
+        int64_t step = sq_now() + PG_POLL_STEP;
+        int rc = sq_io_ready_wait_until(pc->io, 0, mark, step < deadline ? step : deadline);
+        if (rc == -ETIMEDOUT && step < deadline)
+            continue;
         if (rc)
             return rc;
     }
@@ -217,7 +233,10 @@ int pgc_wait_input(pg_conn *pc, uint32_t mark, int64_t deadline)
 {
     if (!pgc_ok(pc))
         return -ENOTCONN;
-    int rc = sq_io_ready_wait_until(pc->io, 0, mark, deadline);
+    int64_t step = sq_now() + PG_POLL_STEP;
+    int rc = sq_io_ready_wait_until(pc->io, 0, mark, step < deadline ? step : deadline);
+    if (rc == -ETIMEDOUT && step < deadline)
+        rc = 0; /* look again (the caller loops) */
     if (rc)
         return rc;
     return PQconsumeInput(pc->c) ? 0 : -ENOTCONN;

@@ -58,6 +58,8 @@ typedef struct pg_store {
     sq__spin lock;               /* free[], down_msg */
     pg_conn conns[PG_POOL];
     bool busy[PG_POOL];
+    uint64_t epoch_of[PG_POOL];  /* `epoch` when conns[i] was made */
+    atomic_uint_fast64_t epoch;  /* bumped when the keeper reconnects */
     atomic_bool down;            /* the keeper's connection is lost */
     char down_msg[256];
     sq_task keeper;
@@ -120,8 +122,12 @@ static int acquire(pg_store *s, char *err, size_t errlen)
         ;
     s->busy[i] = true;
     sq__spin_unlock(&s->lock);
-    if (!pgc_ok(&s->conns[i])) {
+    /* A connection made before the keeper last lost the database is dead
+     * too (the server restarted), though libpq does not know it yet. */
+    uint64_t epoch = atomic_load(&s->epoch);
+    if (!pgc_ok(&s->conns[i]) || s->epoch_of[i] != epoch) {
         pgc_close(&s->conns[i]);
+        s->epoch_of[i] = epoch;
         rc = pgc_connect(&s->conns[i], s->conninfo, sq_now() + PG_CONNECT_WAIT, err, errlen);
         if (rc) {
             sq__spin_lock(&s->lock);
@@ -142,15 +148,13 @@ static void release(pg_store *s, int i)
     sq_sem_release(&s->permits, 1);
 }
 
-/* One query on a pool connection (params as text). */
-static int query(pg_store *s, const char *sql, int nparams, const char *const *params,
-                 int status, PGresult **res, char *err, size_t errlen)
+/* One query on a pool connection (params as text).  A read (`retry`)
+ * that finds its connection lost is tried once more on a new one (the
+ * server may have closed an idle connection); a commit never is: it may
+ * have been done. */
+static int query_once(pg_store *s, const char *sql, int nparams, const char *const *params,
+                      int status, PGresult **res, char *err, size_t errlen)
 {
-    char ebuf[256];
-    if (!err) {
-        err = ebuf;
-        errlen = sizeof ebuf;
-    }
     int i = acquire(s, err, errlen);
     if (i < 0)
         return i;
@@ -158,6 +162,26 @@ static int query(pg_store *s, const char *sql, int nparams, const char *const *p
                        sq_now() + PG_QUERY_WAIT, err, errlen);
     release(s, i);
     return rc;
+}
+
+static int query_how(pg_store *s, const char *sql, int nparams, const char *const *params,
+                     int status, PGresult **res, char *err, size_t errlen, bool retry)
+{
+    char ebuf[256];
+    if (!err) {
+        err = ebuf;
+        errlen = sizeof ebuf;
+    }
+    int rc = query_once(s, sql, nparams, params, status, res, err, errlen);
+    if (rc == -ENOTCONN && retry)
+        rc = query_once(s, sql, nparams, params, status, res, err, errlen);
+    return rc;
+}
+
+static int query(pg_store *s, const char *sql, int nparams, const char *const *params,
+                 int status, PGresult **res, char *err, size_t errlen)
+{
+    return query_how(s, sql, nparams, params, status, res, err, errlen, true);
 }
 
 /* ------------------------------------------------------------- values */
@@ -383,6 +407,7 @@ static void *keeper_main(void *arg)
             }
             backoff = PG_BACKOFF_MIN;
             atomic_fetch_add(&s->reconnects, 1);
+            atomic_fetch_add(&s->epoch, 1);
             atomic_store(&s->down, false);
             /* Changes made while nobody listened: compare everything. */
             s->base.on_external(s->base.external_arg, NULL, 0);
@@ -600,8 +625,8 @@ static int pg_commit(sq_store *st, sq_store_op *ops, size_t n, char *err, size_t
     }
     const char *p[] = {sq__strbuf_str(&b), s->origin};
     PGresult *r;
-    int rc = query(s, "SELECT squirrel_commit($1::json, $2)", 2, p, PGRES_TUPLES_OK, &r, err,
-                   errlen);
+    int rc = query_how(s, "SELECT squirrel_commit($1::json, $2)", 2, p, PGRES_TUPLES_OK, &r,
+                       err, errlen, false);
     sq__strbuf_free(&b);
     if (rc)
         return rc;
