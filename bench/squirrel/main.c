@@ -33,6 +33,7 @@ static const bench_workload *const families[] = {
     bench_seed_workloads,
 #ifdef SQ_BENCH_CTX
     bench_ctx_workloads,
+    bench_ctx_pg_workloads,
 #endif
     bench_idle_workloads,
 };

@@ -229,6 +229,10 @@ static int acknowledged(ctx_change *c, sq_ctx_mgr *m, sq_ctx_err *err)
         return ctx_fail(err, SQ_CTX_STOPPING, "the server is stopping");
     if (rc == -ESTALE)
         return rc; /* shared stores: the caller tries again */
+    if (m->shared)
+        return ctx_fail(err, SQ_CTX_STORE_FAILED,
+                        "the commit failed: the database did not answer (the change may or "
+                        "may not have been made; read the context again)");
     return ctx_fail(err, SQ_CTX_STORE_FAILED, "the store failed: %s", m->broken_msg);
 }
 
@@ -239,8 +243,7 @@ static int stale_again(sq_ctx_mgr *m, int *rounds, sq_ctx_err *err)
 {
     if (++*rounds > STALE_ROUNDS)
         return ctx_fail(err, SQ_CTX_STORE_FAILED,
-                        "the change could not be committed: the store kept refusing it (%s)",
-                        m->broken_msg);
+                        "the change could not be committed: the store kept refusing it");
     return refused(m, err);
 }
 

@@ -321,9 +321,8 @@ static void commit_batch(writer *w, size_t n)
         sq_histogram_observe(m->m_commit_ns, sq_now() - t0);
         if (rc && m->shared) {
             /* The database is away (or refused the batch): the outcome is
-             * unknown; the contexts are read again before they change. */
-            snprintf(m->broken_msg, sizeof m->broken_msg, "%s",
-                     j.err[0] ? j.err : sq_strerror(rc));
+             * unknown; the contexts are read again before they change.
+             * (broken_msg stays as it is: requests read it meanwhile.) */
             sq_counter_inc(m->m_failures);
             for (size_t i = 0; i < ncommit; i++)
                 outdate(w->batch[i]->obj, true);
