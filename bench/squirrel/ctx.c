@@ -259,6 +259,10 @@ static void *reader(void *arg)
     return NULL;
 }
 
+/* Group commit as the last run saw it: changes per transaction. */
+static double last_avg_batch;
+static uint64_t last_max_batch;
+
 static void update_run(const bench_workload *w, bench_run *out)
 {
     long tasks = w->param;
@@ -299,6 +303,10 @@ static void update_run(const bench_workload *w, bench_run *out)
     }
 
     check_counters(sh->m, sh, "after the run");
+    sq_ctx_stats st;
+    sq_ctx_stats_get(sh->m, &st);
+    last_avg_batch = st.commits ? (double)st.changes / (double)st.commits : 0;
+    last_max_batch = st.max_batch;
     sq_ctx_close(sh->m);
     /* Durable: the same from the store. */
     sh->m = open_mgr(path);
@@ -335,6 +343,8 @@ static void update_extras(const bench_summary *s, bench_line *line)
     bench_field(line, strstr(s->w->name, "read_under_write") ? "p99_read_ns" : "p99_ns",
                 "%.0f", s->metric);
     bench_field(line, "updates_per_sec", "%.0f", 1e9 / s->ns_per_op);
+    bench_field(line, "avg_batch", "%.1f", last_avg_batch);
+    bench_field(line, "max_batch", "%llu", (unsigned long long)last_max_batch);
 }
 
 /* ------------------------------------------------- straight to SQLite */
@@ -444,6 +454,11 @@ out:
     return NULL;
 }
 
+static void sql_extras(const bench_summary *s, bench_line *line)
+{
+    bench_field(line, "updates_per_sec", "%.0f", 1e9 / s->ns_per_op);
+}
+
 static void sql_run(const bench_workload *w, bench_run *out)
 {
     char path[PATH_MAX];
@@ -462,8 +477,10 @@ const bench_workload bench_ctx_workloads[] = {
      .extras = update_extras},
     {.name = "ctx.update.c64", .ops = 64 * CTX_PER_TASK, .param = 64, .run = update_run,
      .extras = update_extras},
-    {.name = "ctx.sqlite_txn_each", .ops = CTX_SQL_N, .param = 0, .run = sql_run},
-    {.name = "ctx.sqlite_one_txn", .ops = CTX_SQL_N, .param = 1, .run = sql_run},
+    {.name = "ctx.sqlite_txn_each", .ops = CTX_SQL_N, .param = 0, .run = sql_run,
+     .extras = sql_extras},
+    {.name = "ctx.sqlite_one_txn", .ops = CTX_SQL_N, .param = 1, .run = sql_run,
+     .extras = sql_extras},
     {.name = "ctx.read_under_write", .ops = 64 * CTX_PER_TASK, .param = 64,
      .run = update_run, .extras = update_extras},
     {.name = NULL},

@@ -400,7 +400,13 @@ int sq_ctx_diff(sq_ctx_mgr *m, const char *id, uint64_t from, uint64_t to, json_
         sq_ctx_info_clear(&a);
         return rc;
     }
-    *patch = sq_json_diff(a.document, b.document);
+    /* The patch's values would be shared subtrees of the versions' trees;
+     * the caller gets a tree of its own, since members are released
+     * inside libjansson, where ThreadSanitizer cannot see the reference
+     * counts, and the last release of a shared tree must be visible. */
+    json_t *d = sq_json_diff(a.document, b.document);
+    *patch = d ? json_deep_copy(d) : NULL;
+    json_decref(d);
     sq_ctx_info_clear(&a);
     sq_ctx_info_clear(&b);
     return *patch ? 0 : ctx_fail(err, SQ_CTX_NO_MEMORY, "out of memory");
@@ -432,9 +438,11 @@ static int list_one(void *arg, ctx_obj *o)
             a->rc = -ENOMEM;
         return 1;
     }
-    json_t *item = json_pack("{s:s,s:I,s:o,s:o,s:O}", "id", o->id, "version",
+    /* A copy of the metadata: see sq_ctx_diff. */
+    json_t *item = json_pack("{s:s,s:I,s:o,s:o,s:o}", "id", o->id, "version",
                              (json_int_t)v->version, "created_at", time_json(v->created_at),
-                             "updated_at", time_json(v->updated_at), "metadata", v->meta);
+                             "updated_at", time_json(v->updated_at), "metadata",
+                             json_deep_copy(v->meta));
     ver_unref(v);
     if (!item || json_array_append_new(a->items, item) != 0) {
         a->rc = -ENOMEM;

@@ -177,10 +177,16 @@ static int t_create(sq_mcp_req *r, json_t *args, void *data, json_t **result)
                                 time_json(created), "updated_at", time_json(created)));
 }
 
+/* The answer holds copies of the document and metadata, not references
+ * to the published version's trees: jansson releases a container's
+ * members inside libjansson, whose reference counting ThreadSanitizer
+ * cannot see, so a tree shared with the writer must only be released
+ * through sq_proto/jansson.h (sq_ctx_info_clear), never as a member. */
 static json_t *info_json(const char *id, const sq_ctx_info *i)
 {
-    return json_pack("{s:s,s:I,s:O,s:O?,s:o,s:o,s:s}", "id", id, "version",
-                     (json_int_t)i->version, "document", i->document, "metadata", i->metadata,
+    return json_pack("{s:s,s:I,s:o,s:o?,s:o,s:o,s:s}", "id", id, "version",
+                     (json_int_t)i->version, "document", json_deep_copy(i->document),
+                     "metadata", i->metadata ? json_deep_copy(i->metadata) : NULL,
                      "created_at", time_json(i->created_at), "updated_at",
                      time_json(i->updated_at), "kind", sq_ctx_kind_name(i->kind));
 }

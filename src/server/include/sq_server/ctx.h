@@ -236,7 +236,11 @@ int sq_ctx_restore(sq_ctx_mgr *m, const char *id, const char *snapshot,
 /* --------------------------------------------------------------- reading */
 
 /* A version of a context.  document and metadata are new references
- * (sq_ctx_info_clear releases them); they must not be changed. */
+ * (sq_ctx_info_clear releases them); they must not be changed.  They are
+ * shared with the manager's own trees: release them with
+ * sq_ctx_info_clear (sq_proto/jansson.h's atomic counting), and put a
+ * copy (json_deep_copy), not a reference, into a JSON value of your own,
+ * whose members libjansson releases out of ThreadSanitizer's sight. */
 typedef struct sq_ctx_info {
     uint64_t version;
     json_t *document;
