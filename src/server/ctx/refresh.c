@@ -119,6 +119,25 @@ static void *kinds_main(void *arg)
 
 /* ------------------------------------------------------- installing */
 
+/* Replaces the durable marks of `have` by the store's (`from`, emptied),
+ * keeping those of changes still on their way (not durable), which their
+ * commit settles (or forgets). */
+static void merge_marks(ctx_marks *have, ctx_marks *from, bool named)
+{
+    for (size_t i = 0; i < have->n; i++) {
+        ctx_mark *k = &have->v[i];
+        if (k->durable)
+            continue;
+        bool there = named ? marks_find_name(from, k->name) != NULL
+                           : marks_find_version(from, k->version) != NULL;
+        if (!there)
+            marks_add(from, k->name, k->version, k->at, k->reason, false);
+    }
+    marks_free(have);
+    *have = *from;
+    *from = (ctx_marks){0};
+}
+
 /* Publishes o's deletion by another instance. */
 static void delete_local(sq_ctx_mgr *m, ctx_obj *o, bool *list_changed)
 {
@@ -226,6 +245,17 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
     if (!o && !(o = insert_new(m, id, &j, list_changed)))
         goto out;
     uint64_t pub = atomic_load(&o->pub_version), v = j.v->version;
+    if (v == pub && !atomic_load(&o->dirty)) {
+        /* Nothing new: the changes queued here were made from this very
+         * version and stay valid.  Only the marks may have moved. */
+        sq_cancel_mask();
+        sq_mutex_lock(&o->lock);
+        sq_cancel_unmask();
+        merge_marks(&o->snaps, &j.snaps, true);
+        merge_marks(&o->rps, &j.rps, false);
+        sq_mutex_unlock(&o->lock);
+        goto out;
+    }
     kinds_job k = {.st = m->store, .id = id, .low = pub, .high = v};
     if (v > pub + 1) {
         sq_store_run(m->store, kinds_main, &k);
@@ -244,12 +274,8 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
     ver_unref(o->head);
     o->head = ver_ref(j.v);
     o->creating = o->deleting = false;
-    marks_free(&o->snaps);
-    marks_free(&o->rps);
-    o->snaps = j.snaps;
-    o->rps = j.rps;
-    j.snaps = (ctx_marks){0};
-    j.rps = (ctx_marks){0};
+    merge_marks(&o->snaps, &j.snaps, true);
+    merge_marks(&o->rps, &j.rps, false);
     atomic_fetch_add(&o->gen, 1);
     atomic_store(&o->dirty, false);
     sq_mutex_unlock(&o->lock);

@@ -351,7 +351,9 @@ static void commit_batch(writer *w, size_t n)
         k += nops;
         if (stale) {
             sq_counter_inc(m->m_conflicts);
-            outdate(c->obj, false);
+            /* Its head is not what the store holds: nothing more is made
+             * from it until the context is read again. */
+            outdate(c->obj, true);
             forget(m, c);
             c->status = -ESTALE;
         } else if (rc == 0) {

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -158,6 +159,12 @@ static int flush(pg_conn *pc, int64_t deadline)
     }
 }
 
+bool pgc_readable(const pg_conn *pc)
+{
+    struct pollfd p = {.fd = PQsocket(pc->c), .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 /* The next result, waiting for it (NULL at the end): 0 or an error. */
 static int next_result(pg_conn *pc, PGresult **out, int64_t deadline)
 {
@@ -169,6 +176,12 @@ static int next_result(pg_conn *pc, PGresult **out, int64_t deadline)
             *out = PQgetResult(pc->c);
             return 0;
         }
+        /* libpq reads a buffer's worth, not until the socket is empty, and
+         * the reactor's readiness is edge-triggered: a large result whose
+         * rest already waits in the socket raises no new edge (the server
+         * waits for us to read).  So read on while there is something. */
+        if (pgc_readable(pc))
+            continue;
         /* In steps: should an edge ever be missed, the socket is looked
          * at again within PG_POLL_STEP anyway. */
         int64_t step = sq_now() + PG_POLL_STEP;

@@ -38,6 +38,11 @@ bool pgc_ok(const pg_conn *pc);
 int pgc_query(pg_conn *pc, const char *sql, int nparams, const char *const *params,
               int status, PGresult **res, int64_t deadline, char *err, size_t errlen);
 
+/* Whether the socket holds bytes libpq has not read yet (libpq reads a
+ * buffer's worth at a time; the reactor's edges do not repeat for what is
+ * already there).  Never waits. */
+bool pgc_readable(const pg_conn *pc);
+
 /* Notifications: note the mark (sq_io_ready_mark(pc->io, 0)), take in
  * what came (PQconsumeInput, PQnotifies), then wait for more: 0 once
  * something came since the mark (taken in), -ENOTCONN (lost), -ETIMEDOUT,

@@ -419,7 +419,7 @@ static void *keeper_main(void *arg)
             tell(s, n->extra);
             PQfreemem(n);
         }
-        if (rc == 0)
+        if (rc == 0 && !pgc_readable(&s->listen)) /* more already there: read on */
             rc = pgc_wait_input(&s->listen, mark, SQ_FOREVER);
         if (rc == -ECANCELED)
             return NULL;
