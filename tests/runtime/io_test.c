@@ -1,11 +1,13 @@
 /* I/O: an echo server with 1,000 concurrent connections, deadlines,
  * end of stream, Unix sockets, pipes, vectored I/O, closing. */
 #include "testlib.h"
+#include "squirrel/io.h"
 
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void raise_fd_limit(void)
@@ -534,4 +536,40 @@ static void *read_ahead_order(void *arg)
 TEST(read_ahead_bytes_come_first_and_end_of_stream_follows)
 {
     sq_test_run(2, read_ahead_order, NULL);
+}
+
+/* sq_io_ready_mark / sq_io_ready_wait_until: readiness of a socket that
+ * something else reads (here, plain read() on the original descriptor,
+ * with an sq_io adopted from a dup of it, as the PostgreSQL store does for
+ * libpq).  No edge since the mark: the wait times out; bytes written by
+ * the peer: it returns; an edge that came between the mark and the wait:
+ * it returns at once; and the bytes are still there for the owner. */
+static void *ready_root(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    sq_io *io;
+    CHECK_EQ(sq_io_adopt(&io, dup(sv[0])), 0);
+    for (int round = 0; round < 100; round++) {
+        uint32_t mark = sq_io_ready_mark(io, 0);
+        char c;
+        CHECK_EQ(read(sv[0], &c, 1), -1); /* nothing yet (EAGAIN) */
+        CHECK_EQ(sq_io_ready_wait_until(io, 0, mark, sq_now() + SQ_MSEC), -ETIMEDOUT);
+        CHECK_EQ(write(sv[1], "x", 1), 1);
+        CHECK_EQ(sq_io_ready_wait_until(io, 0, mark, sq_now() + 10 * SQ_SEC), 0);
+        /* The edge is in: a second wait from the same mark returns at once. */
+        CHECK_EQ(sq_io_ready_wait_until(io, 0, mark, sq_now()), 0);
+        CHECK_EQ(read(sv[0], &c, 1), 1);
+        CHECK_EQ(c, 'x');
+    }
+    sq_io_close(io);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
+TEST(readiness_of_a_socket_read_by_someone_else)
+{
+    sq_test_run(2, ready_root, NULL);
 }
