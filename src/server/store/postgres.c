@@ -110,12 +110,11 @@ static int acquire(pg_store *s, char *err, size_t errlen)
     if (rc)
         return rc;
     rc = sq_sem_acquire_until(&s->permits, 1, sq_now() + PG_ACQUIRE_WAIT);
-    if (rc)
-        return say(err, errlen, rc,
-                   rc == -ETIMEDOUT ? "no PostgreSQL connection free within %d s (the pool "
-                                      "has %d)"
-                                    : "waiting for a PostgreSQL connection: %d %d",
+    if (rc == -ETIMEDOUT)
+        return say(err, errlen, rc, "no PostgreSQL connection free within %d s (the pool has %d)",
                    (int)(PG_ACQUIRE_WAIT / SQ_SEC), PG_POOL);
+    if (rc)
+        return say(err, errlen, rc, "waiting for a PostgreSQL connection: %s", sq_strerror(rc));
     int i;
     sq__spin_lock(&s->lock);
     for (i = 0; i < PG_POOL && s->busy[i]; i++)
