@@ -154,6 +154,11 @@ const sq_srv_config *sq_srv_config_of(const sq_srv *s)
     return &s->cfg;
 }
 
+uint64_t sq_srv_dropped(const sq_srv *s)
+{
+    return (uint64_t)atomic_load(&((sq_srv *)s)->dropped);
+}
+
 /* ---------------------------------------------------------- listening */
 
 typedef struct listener {

@@ -118,6 +118,11 @@ void sq_srv_destroy(sq_srv *s);
 /* The server's configuration (read-only). */
 const sq_srv_config *sq_srv_config_of(const sq_srv *s);
 
+/* Notifications dropped so far, over every client, because the client's
+ * outgoing queue was full (out_queue_bytes: a client that does not read).
+ * Never waits. */
+uint64_t sq_srv_dropped(const sq_srv *s);
+
 /* A structured log line on stderr (logfmt: ts, level, component, req,
  * msg), if level is at least the server's log level (s NULL: always).
  * One write(2) per line.  Never waits as a task (it writes stderr). */
