@@ -13,6 +13,9 @@
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+# The context manager's default store (src/server/store/sqlite.c): Debian's
+# libsqlite3-dev.
+pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 
 # llhttp: Debian's node-llhttp ships its C sources; compiled here, as a
 # third-party library (its own warnings are not ours).
@@ -49,9 +52,9 @@ if(NOT SQ_SERVER_SOURCES)
   return()
 endif()
 sq_layer(server BELOW proto SOURCES ${SQ_SERVER_SOURCES})
-target_link_libraries(sq_server PUBLIC OpenSSL::Crypto m)
+target_link_libraries(sq_server PUBLIC OpenSSL::Crypto PkgConfig::SQLITE3 m)
 if(TARGET sq_server_layer)
-  target_link_libraries(sq_server_layer PRIVATE OpenSSL::Crypto m)
+  target_link_libraries(sq_server_layer PRIVATE OpenSSL::Crypto PkgConfig::SQLITE3 m)
 endif()
 
 add_library(sq_server_core STATIC $<TARGET_OBJECTS:sq_proto> $<TARGET_OBJECTS:sq_server>)
@@ -62,9 +65,12 @@ set(SQ_CORE_INCLUDES ${PROJECT_SOURCE_DIR}/include)
 foreach(layer base runtime proto server)
   list(APPEND SQ_CORE_INCLUDES ${PROJECT_SOURCE_DIR}/src/${layer}/include)
 endforeach()
-target_include_directories(sq_server_core PUBLIC ${SQ_CORE_INCLUDES})
+# The store interface (src/server/store/store.h) too: a backend's tests
+# (tests/server/store_*_test.c) drive it directly.
+target_include_directories(sq_server_core PUBLIC ${SQ_CORE_INCLUDES}
+                           ${PROJECT_SOURCE_DIR}/src/server/store)
 target_link_libraries(sq_server_core PUBLIC sq_llhttp PkgConfig::JANSSON
-                      OpenSSL::Crypto Threads::Threads m)
+                      OpenSSL::Crypto PkgConfig::SQLITE3 Threads::Threads m)
 
 # The base layer as an archive of its own, for programs that link the
 # shared libsquirrel.so (which keeps its sq__ names to itself).

@@ -19,7 +19,7 @@
 static const char usage[] =
     "usage: squirreld [--stdio] [--http HOST:PORT] [--unix PATH] [--tcp HOST:PORT]\n"
     "                 [--config FILE] [--token-file FILE] [--fixtures conformance]\n"
-    "                 [--log-level LEVEL]\n"
+    "                 [--log-level LEVEL] [--store sqlite:PATH|memory|none]\n"
     "  --stdio            serve MCP on stdin/stdout (newline-delimited JSON-RPC)\n"
     "  --http HOST:PORT   serve Streamable HTTP at http://HOST:PORT/mcp\n"
     "  --unix PATH        serve newline-delimited JSON-RPC on a Unix socket\n"
@@ -29,6 +29,9 @@ static const char usage[] =
     "  --fixtures NAME    add test fixtures: conformance (the MCP conformance\n"
     "                     suite's) or bench (the benchmark's echo tools)\n"
     "  --log-level LEVEL  debug, info, notice, warning, error, ... (stderr logs)\n"
+    "  --store STORE      where contexts are kept: sqlite:PATH (default\n"
+    "                     sqlite:squirreld.db, in the working directory), memory\n"
+    "                     (nothing kept after exit), or none (no context tools)\n"
     "With no transport flag: Streamable HTTP on 127.0.0.1:8808.  Port 0 picks a\n"
     "free port; each listener prints 'squirreld: listening on URL' on stderr.\n";
 
@@ -83,6 +86,12 @@ static int parse_args(app *a, int argc, char **argv)
                 return die("unknown fixtures '%s' (conformance or bench)%s", v, "");
             free(c->fixtures);
             c->fixtures = strdup(v);
+        } else if (strcmp(f, "--store") == 0) {
+            if (strcmp(v, "none") != 0 && strcmp(v, "memory") != 0 &&
+                (strncmp(v, "sqlite:", 7) != 0 || !v[7]))
+                return die("unknown store '%s' (sqlite:PATH, memory or none)%s", v, "");
+            free(c->store);
+            c->store = strdup(v);
         } else if (strcmp(f, "--log-level") == 0) {
             int l = sq_mcp_level_parse(v);
             if (l < 0)
@@ -96,6 +105,10 @@ static int parse_args(app *a, int argc, char **argv)
         if (rc)
             return die("%s: bad address '%s' (HOST:PORT, or a path for --unix)", f, v);
     }
+    /* Durable by default: contexts go to a SQLite file in the working
+     * directory unless --store or the config file says otherwise. */
+    if (!c->store)
+        c->store = strdup(SQ_SRV_DEFAULT_STORE);
     if (!c->stdio && c->nlisten == 0) {
         char def[32];
         snprintf(def, sizeof def, "127.0.0.1:%d", SQ_SRV_DEFAULT_PORT);

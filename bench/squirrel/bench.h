@@ -70,6 +70,7 @@ extern const bench_workload bench_rwlock_workloads[];
 extern const bench_workload bench_mpsc_workloads[];
 extern const bench_workload bench_seed_workloads[];
 extern const bench_workload bench_idle_workloads[];
+extern const bench_workload bench_ctx_workloads[];
 
 /* Prints "squirrel-bench: <workload>: <message>" to stderr, flushes stdout
  * and ends the process with status 1 (from any thread or task). */

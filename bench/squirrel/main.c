@@ -31,6 +31,9 @@ static const bench_workload *const families[] = {
     bench_rwlock_workloads,
     bench_mpsc_workloads,
     bench_seed_workloads,
+#ifdef SQ_BENCH_CTX
+    bench_ctx_workloads,
+#endif
     bench_idle_workloads,
 };
 #define NFAMILIES (sizeof families / sizeof families[0])

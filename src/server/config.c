@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,7 @@ void sq_srv_config_free(sq_srv_config *c)
     free(c->state_key_hex);
     free(c->server_name);
     free(c->instructions);
+    free(c->store);
     memset(c, 0, sizeof *c);
 }
 
@@ -79,6 +81,9 @@ int sq_srv_config_copy(sq_srv_config *d, const sq_srv_config *s)
     d->state_key_hex = dup_or_null(s->state_key_hex);
     d->server_name = dup_or_null(s->server_name ? s->server_name : "squirreld");
     d->instructions = dup_or_null(s->instructions);
+    d->store = dup_or_null(s->store);
+    if (rc == 0 && s->store && !d->store)
+        rc = -ENOMEM;
     if (rc == 0)
         rc = dup_list(&d->allowed_hosts, s->allowed_hosts, s->nallowed_hosts);
     if (rc == 0)
@@ -171,6 +176,40 @@ static int string_list(json_t *v, char ***out, size_t *n)
     return 0;
 }
 
+/* "contexts": {"max_contexts": N, ...}: the context manager's limits,
+ * positive integers. */
+static int ctx_limits(json_t *v, struct sq_srv_ctx_limits *l, char *err, size_t errlen,
+                      const char *path)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+    } keys[] = {
+        {"max_contexts", offsetof(struct sq_srv_ctx_limits, max_contexts)},
+        {"max_document_bytes", offsetof(struct sq_srv_ctx_limits, max_document_bytes)},
+        {"max_metadata_bytes", offsetof(struct sq_srv_ctx_limits, max_metadata_bytes)},
+        {"max_snapshots", offsetof(struct sq_srv_ctx_limits, max_snapshots)},
+        {"history_depth", offsetof(struct sq_srv_ctx_limits, history_depth)},
+        {"recovery_every", offsetof(struct sq_srv_ctx_limits, recovery_every)},
+        {"recovery_keep", offsetof(struct sq_srv_ctx_limits, recovery_keep)},
+    };
+    if (!json_is_object(v))
+        return bad(err, errlen, "%s: \"contexts\" must be an object", path);
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        size_t i = 0;
+        while (i < sizeof keys / sizeof *keys && strcmp(keys[i].key, k) != 0)
+            i++;
+        if (i == sizeof keys / sizeof *keys)
+            return bad(err, errlen, "%s: unknown key \"contexts.%s\"", path, k);
+        if (!json_is_integer(x) || json_integer_value(x) < 1)
+            return bad(err, errlen, "%s: \"contexts.%s\" must be a positive integer", path, k);
+        *(size_t *)((char *)l + keys[i].off) = (size_t)json_integer_value(x);
+    }
+    return 0;
+}
+
 static int set_string(json_t *v, char **out)
 {
     if (!json_is_string(v))
@@ -259,6 +298,13 @@ int sq_srv_config_load(sq_srv_config *c, const char *path, char *err,
             rc = set_string(v, &c->server_name);
         } else if (strcmp(k, "instructions") == 0) {
             rc = set_string(v, &c->instructions);
+        } else if (strcmp(k, "store") == 0) {
+            rc = set_string(v, &c->store);
+        } else if (strcmp(k, "contexts") == 0) {
+            if ((rc = ctx_limits(v, &c->contexts, err, errlen, path)) != 0) {
+                json_decref(root);
+                return rc;
+            }
         } else {
             json_decref(root);
             return bad(err, errlen, "%s: unknown key \"%s\"", path, k);

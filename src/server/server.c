@@ -133,6 +133,12 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
             return rc;
         }
     }
+    /* The context manager (a store named in the configuration): loaded
+     * before the first request can reach its tools. */
+    if ((rc = sq_ctx_srv_start(s, err, errlen)) != 0) {
+        sq_srv_destroy(s);
+        return rc;
+    }
     sq_spawn_opts o = {.name = "mcp-deadlines"};
     if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0) {
         snprintf(err, errlen, "cannot start: %s", sq_strerror(rc));
@@ -146,6 +152,11 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
 const sq_srv_config *sq_srv_config_of(const sq_srv *s)
 {
     return &s->cfg;
+}
+
+uint64_t sq_srv_dropped(const sq_srv *s)
+{
+    return (uint64_t)atomic_load(&((sq_srv *)s)->dropped);
 }
 
 /* ---------------------------------------------------------- listening */
@@ -435,6 +446,8 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
     sq_group_wait_all(s->tasks);
     while (sq_sem_available(&s->inflight) < total)
         sq_sleep(SQ_MSEC); /* request tasks of ended connections */
+    /* No request is left: the context manager commits what is queued. */
+    sq_ctx_srv_stop(s);
     sq_cancel_unmask();
     return 0;
 }
@@ -446,6 +459,7 @@ void sq_srv_destroy(sq_srv *s)
     if (s->tasks)
         sq_group_destroy(s->tasks);
     sq__registry_free(s->reg);
+    sq_ctx_srv_free(s);
     json_decref(s->by_id);
     if (s->tasks_by_id)
         sq_tasks_free(s);
@@ -503,7 +517,12 @@ static void to_listener(sq_listener *x, const char *method, json_t *params)
 {
     json_t *p = params ? json_deep_copy(params) : json_object();
     json_t *id = json_loads(x->req->id, JSON_DECODE_ANY, NULL);
-    json_object_set_new(p, "_meta", json_pack("{s:o}", META_SUB, id));
+    /* The subscription id joins whatever _meta the notification has. */
+    json_t *meta = json_object_get(p, "_meta");
+    if (json_is_object(meta))
+        json_object_set_new(meta, META_SUB, id);
+    else
+        json_object_set_new(p, "_meta", json_pack("{s:o}", META_SUB, id));
     sq__strbuf b = SQ__STRBUF_INIT;
     sq_rpc_write_notification(&b, method, p);
     json_decref(p);
@@ -536,9 +555,21 @@ void sq_srv_list_changed(sq_srv *s, int kind)
     sq__strbuf_free(&b);
 }
 
+void sq_mcp_resources_list_changed(sq_srv *s)
+{
+    sq_srv_list_changed(s, SQ_ENTRY_RESOURCE);
+}
+
 void sq_mcp_resource_updated(sq_srv *s, const char *uri)
 {
+    sq_mcp_resource_updated_meta(s, uri, NULL);
+}
+
+void sq_mcp_resource_updated_meta(sq_srv *s, const char *uri, json_t *meta)
+{
     json_t *params = json_pack("{s:s}", "uri", uri);
+    if (params && json_is_object(meta))
+        json_object_set_new(params, "_meta", json_deep_copy(meta));
     sq__strbuf b = SQ__STRBUF_INIT;
     sq_rpc_write_notification(&b, "notifications/resources/updated", params);
     sq_mutex_lock(&s->lock);

@@ -334,6 +334,8 @@ struct sq_srv {
     /* Tasks by id (tasks.c). */
     sq_mutex task_lock;
     json_t *tasks_by_id;
+    /* The context manager's tools and resources (ctx/), or NULL. */
+    struct ctx_tools *ctx;
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64
@@ -357,6 +359,15 @@ void sq_tasks_free(sq_srv *s);
 /* Leaves r's tracker early (its permits back): a task outlives its
  * client's connection. */
 void sq_req_detach_tracker(sq_mcp_req *r);
+
+/* The context manager (ctx/tools_def.c): started by sq_srv_create when
+ * the configuration names a store (it opens and loads the store, and
+ * registers the context_* tools and the squirrel://context/{id}
+ * template), stopped by sq_srv_stop once requests have ended (changes
+ * still queued are committed), freed by sq_srv_destroy. */
+int sq_ctx_srv_start(sq_srv *s, char *err, size_t errlen);
+void sq_ctx_srv_stop(sq_srv *s);
+void sq_ctx_srv_free(sq_srv *s);
 
 /* The deadline reaper's task body (request.c). */
 void *sq_req_reaper_main(void *srv);

@@ -73,7 +73,7 @@ async function behaviours(client, transport) {
 async function stdio() {
     const transport = new StdioClientTransport({
         command: squirreld,
-        args: ['--stdio', '--fixtures', 'bench'],
+        args: ['--stdio', '--fixtures', 'bench', '--store', 'none'],
         stderr: 'inherit',
     });
     const client = new Client({ name: 'squirrel-sdk-test', version: '1.0.0' });
@@ -85,7 +85,7 @@ async function stdio() {
 
 function startHttp() {
     return new Promise((resolve, reject) => {
-        const child = spawn(squirreld, ['--http', '127.0.0.1:0', '--fixtures', 'bench'],
+        const child = spawn(squirreld, ['--http', '127.0.0.1:0', '--fixtures', 'bench', '--store', 'none'],
             { stdio: ['ignore', 'inherit', 'pipe'] });
         let err = '';
         const timer = setTimeout(() => reject(new Error(`squirreld did not listen: ${err}`)), 30000);

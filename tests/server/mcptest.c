@@ -926,10 +926,14 @@ mt_child *mt_spawn_env(const char *const *args, const char *const *env)
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    const char *argv[32] = {SQUIRRELD_PATH};
-    size_t n = 1;
-    for (; args[n - 1] && n < 31; n++)
-        argv[n] = args[n - 1];
+    /* "--store memory" first (a later --store in args wins): without it
+     * squirreld keeps contexts in squirreld.db in its working directory,
+     * which tests running at the same time would share (and the second
+     * would be refused: one squirreld per store). */
+    const char *argv[34] = {SQUIRRELD_PATH, "--store", "memory"};
+    size_t n = 3;
+    for (; args[n - 3] && n < 33; n++)
+        argv[n] = args[n - 3];
     argv[n] = NULL;
     /* The environment, with env's entries in place of those they name. */
     size_t ne = 0, na = 0;

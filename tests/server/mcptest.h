@@ -237,7 +237,7 @@ typedef struct mt_child {
 } mt_child;
 
 /* Starts the squirreld binary with args (NULL-terminated, without
- * argv[0]). */
+ * argv[0]), after "--store memory" (args may name another store). */
 mt_child *mt_spawn(const char *const *args);
 /* The same with environment entries ("NAME=value") set or replaced. */
 mt_child *mt_spawn_env(const char *const *args, const char *const *env);

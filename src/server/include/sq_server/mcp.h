@@ -239,4 +239,18 @@ int sq_mcp_remove_prompt(sq_srv *s, const char *name);
  * caller. */
 void sq_mcp_resource_updated(sq_srv *s, const char *uri);
 
+/* As sq_mcp_resource_updated, with `meta` (an object, borrowed and
+ * copied; NULL for none) as the notification's params._meta, so that a
+ * subscriber learns more than "it changed" (the context manager sends the
+ * version a change made: a subscriber that sees a gap knows it missed
+ * some).  On 2026-07-28 listen streams the subscription id is added to
+ * it.  Never waits, as sq_mcp_resource_updated. */
+void sq_mcp_resource_updated_meta(sq_srv *s, const char *uri, json_t *meta);
+
+/* Tells every session and listener that asked for it that the list of
+ * resources changed (notifications/resources/list_changed): for
+ * components whose resource templates list resources that come and go.
+ * Never waits (pushes into bounded queues). */
+void sq_mcp_resources_list_changed(sq_srv *s);
+
 #endif

@@ -59,7 +59,19 @@ typedef struct sq_srv_config {
     int64_t state_ttl;          /* 10 min */
     char *server_name;          /* "squirreld" */
     char *instructions;         /* NULL */
+    /* The context manager's store (docs/contexts.md): "sqlite:PATH",
+     * "memory", or NULL / "none" for no context manager (the library's
+     * default; squirreld's is SQ_SRV_DEFAULT_STORE). */
+    char *store;
+    /* Its limits; 0 = the context manager's default (sq_server/ctx.h). */
+    struct sq_srv_ctx_limits {
+        size_t max_contexts, max_document_bytes, max_metadata_bytes,
+            max_snapshots, history_depth, recovery_every, recovery_keep;
+    } contexts;
 } sq_srv_config;
+
+/* squirreld's store when neither --store nor the config file names one. */
+#define SQ_SRV_DEFAULT_STORE "sqlite:squirreld.db"
 
 /* Fills c with the defaults.  Never fails or waits. */
 void sq_srv_config_init(sq_srv_config *c);
@@ -105,6 +117,11 @@ void sq_srv_destroy(sq_srv *s);
 
 /* The server's configuration (read-only). */
 const sq_srv_config *sq_srv_config_of(const sq_srv *s);
+
+/* Notifications dropped so far, over every client, because the client's
+ * outgoing queue was full (out_queue_bytes: a client that does not read).
+ * Never waits. */
+uint64_t sq_srv_dropped(const sq_srv *s);
 
 /* A structured log line on stderr (logfmt: ts, level, component, req,
  * msg), if level is at least the server's log level (s NULL: always).

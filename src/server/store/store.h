@@ -1,0 +1,185 @@
+/* The context manager's store: where contexts are kept durably
+ * (docs/contexts.md, "Durability").  A backend is a table of functions
+ * (sq_store_vtable) behind one opaque handle; the context manager knows
+ * only this header, so a second backend (PostgreSQL) is a new file here
+ * and a line in sq_store_open, nothing else.
+ *
+ * What a backend keeps, per context (by id):
+ *  - the context: its id and creation time;
+ *  - its versions: one row per version (number, time, kind of change,
+ *    who made it, metadata and document as JSON text), the newest of
+ *    which is the context's current state; older ones are pruned as the
+ *    manager says (the history depth);
+ *  - named snapshots (a name, the version and its document);
+ *  - recovery points (a version and its document, the newest few kept).
+ *
+ * Every function BLOCKS the calling thread (disk, network): call it from
+ * the blocking pool (sq_blocking_run) or a thread of its own, never from
+ * a worker.  A backend serialises its own calls (one may run while
+ * another thread commits); none holds a Squirrel lock.
+ *
+ * Durability: commit returns 0 only once its whole batch is durable (for
+ * SQLite: the WAL is synced), and a batch is atomic (all or nothing).
+ * Within a batch, operations apply in order.
+ *
+ * Errors are negative errno codes; functions that can fail for a reason a
+ * person must read take `err` (errlen bytes) and write it there.
+ */
+#ifndef SQ_STORE_STORE_H
+#define SQ_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sq_store sq_store;
+
+/* The kinds of change, as recorded with each version. */
+enum sq_store_kind {
+    SQ_STORE_KIND_CREATE = 1,
+    SQ_STORE_KIND_REPLACE = 2,
+    SQ_STORE_KIND_MERGE = 3,
+    SQ_STORE_KIND_JSON = 4,      /* JSON Patch */
+    SQ_STORE_KIND_RESTORE = 5,
+};
+
+/* The operations of a commit. */
+enum sq_store_opcode {
+    SQ_STORE_CREATE = 1,    /* a new context with its first version */
+    SQ_STORE_PUT = 2,       /* a new version of an existing context */
+    SQ_STORE_DELETE = 3,    /* the context and everything it has */
+    SQ_STORE_SNAPSHOT = 4,  /* a named snapshot of one version */
+    SQ_STORE_RECOVERY = 5,  /* a recovery point of one version */
+};
+
+/* One operation.  Pointers are borrowed for the duration of the call. */
+typedef struct sq_store_op {
+    int op;                 /* enum sq_store_opcode */
+    const char *id;
+    uint64_t version;       /* CREATE, PUT: the new version (CREATE: 1);
+                             * SNAPSHOT, RECOVERY: the version kept */
+    int64_t at;             /* ms since the epoch: when */
+    int kind;               /* CREATE, PUT: enum sq_store_kind */
+    const char *actor;      /* CREATE, PUT: who ("" if unknown) */
+    const char *doc;        /* CREATE, PUT, SNAPSHOT, RECOVERY: JSON text */
+    size_t doc_len;
+    const char *meta;       /* CREATE, PUT: metadata, JSON text */
+    size_t meta_len;
+    const char *name;       /* SNAPSHOT: its name */
+    /* PUT: versions below this one may be dropped (the history depth);
+     * 0 keeps them.  RECOVERY: keep only the newest `keep` points. */
+    uint64_t prune_below;
+    size_t keep;
+    const char *reason;     /* RECOVERY: "auto" or "manual" */
+} sq_store_op;
+
+/* A snapshot or recovery point, as loaded (no document). */
+typedef struct sq_store_mark {
+    const char *name;       /* snapshot name; NULL for a recovery point */
+    uint64_t version;
+    int64_t at;
+    const char *reason;     /* recovery point: "auto" or "manual" */
+} sq_store_mark;
+
+/* One context as loaded: its current (newest) version.  Everything is
+ * borrowed for the duration of the callback. */
+typedef struct sq_store_ctx {
+    const char *id;
+    int64_t created_at;
+    uint64_t version;
+    int64_t updated_at;     /* `at` of the newest version */
+    int kind;
+    const char *actor;
+    const char *doc;
+    size_t doc_len;
+    const char *meta;
+    size_t meta_len;
+    const sq_store_mark *snapshots;   /* by name */
+    size_t nsnapshots;
+    const sq_store_mark *recovery;    /* oldest first */
+    size_t nrecovery;
+} sq_store_ctx;
+
+/* Called once per context by load; a negative return stops the load and
+ * is returned by it. */
+typedef int (*sq_store_load_fn)(void *arg, const sq_store_ctx *c);
+
+/* One version in the history (no document), newest first. */
+typedef struct sq_store_hist {
+    uint64_t version;
+    int64_t at;
+    int kind;
+    const char *actor;
+} sq_store_hist;
+typedef int (*sq_store_hist_fn)(void *arg, const sq_store_hist *h);
+
+/* A document read back: malloc'ed texts (free them with free()). */
+typedef struct sq_store_doc {
+    uint64_t version;
+    int64_t at;
+    int kind;
+    char *doc;
+    size_t doc_len;
+    char *meta;             /* NULL for snapshots and recovery points */
+    size_t meta_len;
+} sq_store_doc;
+
+typedef struct sq_store_vtable {
+    const char *name;       /* "sqlite" */
+    /* Calls fn for every context, in id order.  0, fn's negative value,
+     * or an error (err says what). */
+    int (*load)(sq_store *st, sq_store_load_fn fn, void *arg, char *err,
+                size_t errlen);
+    /* Applies ops[0..n-1] in one atomic, durable transaction: 0 once it
+     * is durable; on any error nothing of it is applied (err says what). */
+    int (*commit)(sq_store *st, const sq_store_op *ops, size_t n, char *err,
+                  size_t errlen);
+    /* The versions of id with low < version <= high, newest first, at
+     * most limit of them.  0 or an error. */
+    int (*history)(sq_store *st, const char *id, uint64_t low, uint64_t high,
+                   size_t limit, sq_store_hist_fn fn, void *arg);
+    /* Version `version` of id: 0, -ENOENT (not kept), an error. */
+    int (*read_version)(sq_store *st, const char *id, uint64_t version,
+                        sq_store_doc *out);
+    /* Snapshot `name` of id: 0, -ENOENT, an error. */
+    int (*read_snapshot)(sq_store *st, const char *id, const char *name,
+                         sq_store_doc *out);
+    /* The recovery point of id at `version`: 0, -ENOENT, an error. */
+    int (*read_recovery)(sq_store *st, const char *id, uint64_t version,
+                         sq_store_doc *out);
+    /* Closes the store and frees st.  Everything committed stays. */
+    void (*close)(sq_store *st);
+} sq_store_vtable;
+
+/* The handle; a backend's own struct starts with it. */
+struct sq_store {
+    const sq_store_vtable *vt;
+    char *spec;             /* what it was opened with ("sqlite:PATH") */
+};
+
+/* Opens the store that spec names:
+ *   "sqlite:PATH"   a SQLite file (created if missing; WAL mode; see
+ *                   docs/contexts.md for the checks made on opening);
+ *   "memory"        SQLite in memory: nothing survives the process
+ *                   (tests, throw-away servers).
+ * 0 with *out, or a negative errno with a sentence in err: -EINVAL (an
+ * unknown kind of store), -EBUSY (the file is in use by another process),
+ * -EPROTO (not a squirreld store, or written by a newer version),
+ * -EIO (corrupt, or an I/O error), -ENOMEM.  An existing file that fails
+ * a check is never changed.  Blocks. */
+int sq_store_open(const char *spec, sq_store **out, char *err, size_t errlen);
+
+/* The backends' constructors (sq_store_open calls them). */
+int sq__store_sqlite_open(const char *path, sq_store **out, char *err,
+                          size_t errlen);
+
+/* The current schema version of the SQLite backend. */
+#define SQ_STORE_SQLITE_SCHEMA 1
+
+/* Frees the texts of d. */
+void sq_store_doc_free(sq_store_doc *d);
+
+/* The name of a kind ("create", "replace", ...), or "unknown". */
+const char *sq_store_kind_name(int kind);
+
+#endif
