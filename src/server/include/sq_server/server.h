@@ -19,7 +19,10 @@ typedef struct sq_srv sq_srv;
 /* The default port of `squirreld` with no transport flag. */
 #define SQ_SRV_DEFAULT_PORT 8808
 
-enum sq_listen_kind { SQ_LISTEN_HTTP, SQ_LISTEN_TCP, SQ_LISTEN_UNIX };
+/* SQ_LISTEN_ADMIN: HTTP serving only the monitoring endpoints (/metrics,
+ * /health, /debug/..., /console); with one configured, the HTTP
+ * listeners serve /mcp only. */
+enum sq_listen_kind { SQ_LISTEN_HTTP, SQ_LISTEN_TCP, SQ_LISTEN_UNIX, SQ_LISTEN_ADMIN };
 
 typedef struct sq_srv_endpoint {
     int kind;               /* enum sq_listen_kind */
@@ -59,6 +62,14 @@ typedef struct sq_srv_config {
     int64_t state_ttl;          /* 10 min */
     char *server_name;          /* "squirreld" */
     char *instructions;         /* NULL */
+    /* Monitoring (docs/monitoring.md). */
+    bool request_metrics;       /* per-request metrics and the list of
+                                 * requests in flight: true */
+    char *alerts_json;          /* the alert rules (a JSON array), or NULL */
+    int64_t alert_interval;     /* how often rules are evaluated: 1 s */
+    char *checks;               /* SQUIRREL_CHECK words switched on at
+                                 * start ("deadlock": lock holders and
+                                 * waiters on /debug), or NULL */
 } sq_srv_config;
 
 /* Fills c with the defaults.  Never fails or waits. */
@@ -116,5 +127,9 @@ void sq_srv_log(sq_srv *s, int level, const char *component, const char *req,
  * prompts; the benchmark's echo tools.  0 or a negative errno. */
 int sq_fixtures_conformance(sq_srv *s);
 int sq_fixtures_bench(sq_srv *s);
+/* The monitoring fixtures (test-only): the bench tools plus tools that
+ * make a contended lock, a stuck task, a deadlocked pair, and set a
+ * health component's status (docs/monitoring.md, "Fixtures"). */
+int sq_fixtures_monitor(sq_srv *s);
 
 #endif
