@@ -48,11 +48,24 @@ typedef struct hconn {
 static void *reader_main(void *arg)
 {
     hconn *c = arg;
+    bool last = false;           /* a request said Connection: close */
     for (;;) {
         sq_http_request *req = calloc(1, sizeof *req);
         int status = 0;
         int rc = req ? sq_http_read(c->rd, req, &status) : -ENOMEM;
+        if (rc == 0 && last) {
+            /* No request follows a Connection: close, but the peer is
+             * still there, waiting for its answer: it has gone when it
+             * closes its side (what cancels a 2026-07-28 stream), so the
+             * rest of what it sends is read and dropped until then. */
+            free(req);
+            char sink[512];
+            while (sq_io_read(c->io, sink, sizeof sink) > 0)
+                ;
+            break;
+        }
         if (rc == 1) {
+            last = !req->keep_alive;
             if (sq_mpsc_send(&c->reqs, &req) != 0) {
                 sq_http_request_free(req);
                 free(req);

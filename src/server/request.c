@@ -372,14 +372,17 @@ static void *req_main(void *arg)
         sq_req_error_text(r, &b, SQ_MCP_ERR_DEADLINE,
                           "the request's deadline passed", NULL);
     }
+    /* Counted before the answer goes, so that a client that has its
+     * answer finds it counted (the outcome is the one decided now: a
+     * cancellation that races with the answer is counted as answered). */
     bool deadline = (sq_cancelled() || late) && sq_now() >= r->deadline;
-    sq_req_finish(r, b.buf, b.len);
-    sq__strbuf_free(&b);
     int phase = atomic_load_explicit(&r->phase, memory_order_relaxed);
     sq_mon_req_end(r, deadline                      ? SQ_OUT_DEADLINE
                       : phase == SQ_REQ_CANCELLED ? SQ_OUT_CANCELLED
                       : r->failed                 ? SQ_OUT_ERROR
                                                   : SQ_OUT_OK);
+    sq_req_finish(r, b.buf, b.len);
+    sq__strbuf_free(&b);
     deadline_remove(r);
     tracker_leave(r);
     /* Done with the handle: detach it under the lock cancellers use. */
