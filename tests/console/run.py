@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -59,8 +60,17 @@ def start_server(binary, tmp):
     # reports nothing here (no search runs).  A run with all,abort keeps it
     # (the fixture's holder is allowed to hold across its wait).
     env.setdefault("SQUIRREL_CHECK", "deadlock")
-    p = subprocess.Popen([binary, "--http", "127.0.0.1:0", "--fixtures", "monitor",
-                          "--token-file", tok], stderr=subprocess.PIPE, env=env)
+    # An alert that fires while a request is in flight (the test keeps one
+    # running): the page must list it.
+    cfg = os.path.join(tmp, "config.json")
+    with open(cfg, "w") as f:
+        json.dump({"alert_interval": "200ms", "alerts": [
+            {"name": "requests_waiting", "metric": "squirreld_requests_in_flight",
+             "op": ">=", "threshold": 1, "for": "1s"},
+            {"name": "errors", "metric": "squirreld_requests_total",
+             "labels": {"outcome": "error"}, "rate": True, "threshold": 5}]}, f)
+    p = subprocess.Popen([binary, "--config", cfg, "--http", "127.0.0.1:0", "--fixtures",
+                          "monitor", "--token-file", tok], stderr=subprocess.PIPE, env=env)
     line = b""
     while left() > 0:
         r, _, _ = select.select([p.stderr], [], [], left())
@@ -77,6 +87,27 @@ def start_server(binary, tmp):
             fcntl.fcntl(p.stderr.fileno(), fcntl.F_SETFL, fl | os.O_NONBLOCK)
             return p, int(m.group(1)), tok
     fail("squirreld did not say where it listens")
+
+
+def legacy_session(port):
+    """A legacy session (initialize, then notifications/initialized)."""
+    def post(body, sid=None):
+        h = {"Content-Type": "application/json",
+             "Accept": "application/json, text/event-stream",
+             "Authorization": "Bearer " + TOKEN}
+        if sid:
+            h["Mcp-Session-Id"] = sid
+            h["MCP-Protocol-Version"] = "2025-06-18"
+        req = urllib.request.Request("http://127.0.0.1:%d/mcp" % port,
+                                     data=json.dumps(body).encode(), headers=h)
+        with urllib.request.urlopen(req, timeout=max(1, left())) as r:
+            r.read()
+            return r.headers.get("Mcp-Session-Id")
+    sid = post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "console-test", "version": "1"}}})
+    post({"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+    return sid
 
 
 def call_tool(port, name, args):
@@ -195,6 +226,15 @@ def main():
                                            "reason": "a test says so"})
         for i in range(20):  # something for the charts
             call_tool(port, "echo", {"text": "hello %d" % i})
+        legacy_session(port)
+        # A request in flight for the rest of the test (the server is
+        # killed at the end, which ends it).
+        def in_flight():
+            try:
+                call_tool(port, "sleep", {"ms": 600000})
+            except OSError:
+                pass  # the server was killed: the end of the test
+        threading.Thread(target=in_flight, daemon=True).start()
 
         browser = Browser(tmp)
         browser.open()
@@ -230,6 +270,16 @@ def main():
                          "document.querySelector('#health').textContent === 'degraded' && "
                          "document.querySelector('#health-table tr[data-component=\"fixture\"]')"
                          ".textContent.includes('a test says so')")
+        browser.wait_for("the request in flight",
+                         "[...document.querySelectorAll('#requests-table tbody tr')]"
+                         ".some(r => r.textContent.startsWith('tools/call'))")
+        browser.wait_for("the session",
+                         "document.querySelectorAll('#sessions-table tbody tr').length === 1")
+        browser.wait_for("the firing alert",
+                         "!!document.querySelector('#alerts [data-alert=\"requests_waiting\"]"
+                         "[data-state=\"firing\"]') && "
+                         "!!document.querySelector('#alerts [data-alert=\"errors\"]"
+                         "[data-state=\"ok\"]')")
         browser.wait_for("the requests in the chart",
                          "document.querySelectorAll('#chart-rate polyline').length > 0")
         png = base64.b64decode(browser.send("Page.captureScreenshot",
@@ -248,7 +298,8 @@ def main():
         if out.returncode != 0:
             fail("squirreld-top: %d %s" % (out.returncode, out.stderr))
         for want in ("fixture.contended  held by task 'fixture-holder'", "waiting: fixture-waiter",
-                     "fixture-stuck", "fixture degraded: a test says so", "health degraded"):
+                     "fixture-stuck", "fixture degraded: a test says so", "health degraded",
+                     "ALERT requests_waiting firing", "tools/call", "SESSIONS 1"):
             if want not in out.stdout:
                 fail("squirreld-top does not show %r:\n%s" % (want, out.stdout))
         bad = subprocess.run([top, "--once", "http://127.0.0.1:%d/" % port],

@@ -131,11 +131,12 @@ function render(st) {
 
   mergeHistory(st.history || [], st.first);
   const last = history.length ? history[history.length - 1] : null;
+  const lastLat = history.filter((s) => s[1] > 0).pop();
   $('#rate').textContent = last ? last[1] : '–';
   chart($('#chart-rate'), [history.map((s) => s[1]), history.map((s) => s[2])], ['rate', 'err'], '/s');
   chart($('#chart-latency'), [history.map((s) => s[3] / 1000), history.map((s) => s[4] / 1000)],
         ['p50', 'p99'], 'ms');
-  $('#lat-now').textContent = last ? ` now: p50 ${(last[3] / 1000).toFixed(2)} ms, p99 ${(last[4] / 1000).toFixed(2)} ms` : '';
+  $('#lat-now').textContent = lastLat ? ` latest: p50 ${(lastLat[3] / 1000).toFixed(2)} ms, p99 ${(lastLat[4] / 1000).toFixed(2)} ms` : '';
 
   // alerts
   const firing = st.alerts.filter((a) => a.state === 'firing');
