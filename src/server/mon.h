@@ -16,7 +16,7 @@
 struct sq_http_request;
 
 /* The methods counted under their own label; any other is "other". */
-#define SQ_MON_NMETHODS 19
+#define SQ_MON_NMETHODS 18
 extern const char *const sq_mon_methods[SQ_MON_NMETHODS];
 enum { SQ_OUT_OK, SQ_OUT_ERROR, SQ_OUT_CANCELLED, SQ_OUT_DEADLINE, SQ_OUT_N };
 extern const char *const sq_mon_outcomes[SQ_OUT_N];

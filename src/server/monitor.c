@@ -18,7 +18,7 @@ const char *const sq_mon_methods[SQ_MON_NMETHODS] = {
     "resources/templates/list", "resources/read", "resources/subscribe",
     "resources/unsubscribe", "prompts/list", "prompts/get",
     "completion/complete", "server/discover", "subscriptions/listen",
-    "tasks/get", "tasks/update", "tasks/cancel", "initialize", "other",
+    "tasks/get", "tasks/update", "tasks/cancel", "other",
 };
 const char *const sq_mon_outcomes[SQ_OUT_N] = {"ok", "error", "cancelled",
                                                "deadline"};
