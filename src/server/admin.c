@@ -503,10 +503,10 @@ static int console_file(sq_io *io, const char *name)
             continue;
         /* Everything comes from here: no inline code, nothing fetched
          * from elsewhere. */
-        static const char *const hdr[] = {
-            "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
-            "frame-ancestors 'none'",
-            "X-Content-Type-Options: nosniff", "Cache-Control: no-cache"};
+        static const char csp[] = "Content-Security-Policy: default-src 'self'; "
+                                  "img-src 'self' data:; frame-ancestors 'none'";
+        static const char *const hdr[] = {csp, "X-Content-Type-Options: nosniff",
+                                          "Cache-Control: no-cache"};
         return send_text(io, 200, type_of(a->name), (const char *)a->data, a->len, hdr, 3);
     }
     return -ENOENT;
