@@ -52,6 +52,24 @@ if(NOT SQ_SERVER_SOURCES)
   return()
 endif()
 sq_layer(server BELOW proto SOURCES ${SQ_SERVER_SOURCES})
+# The console's files (src/server/console/), embedded as C arrays at
+# build time: squirreld serves them itself, nothing comes from elsewhere.
+file(GLOB SQ_CONSOLE_FILES CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}/src/server/console
+     ${PROJECT_SOURCE_DIR}/src/server/console/*)
+list(SORT SQ_CONSOLE_FILES)
+set(SQ_CONSOLE_DEPS "")
+foreach(f ${SQ_CONSOLE_FILES})
+  list(APPEND SQ_CONSOLE_DEPS ${PROJECT_SOURCE_DIR}/src/server/console/${f})
+endforeach()
+set(SQ_CONSOLE_C ${CMAKE_BINARY_DIR}/generated/console_assets.c)
+string(REPLACE ";" "," SQ_CONSOLE_NAMES "${SQ_CONSOLE_FILES}")
+add_custom_command(OUTPUT ${SQ_CONSOLE_C}
+  COMMAND ${CMAKE_COMMAND} -DOUT=${SQ_CONSOLE_C} -DDIR=${PROJECT_SOURCE_DIR}/src/server/console
+          "-DNAMES=${SQ_CONSOLE_NAMES}" -P ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+  DEPENDS ${SQ_CONSOLE_DEPS} ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+  COMMENT "Embedding the console's files"
+  VERBATIM)
+target_sources(sq_server PRIVATE ${SQ_CONSOLE_C})
 target_link_libraries(sq_server PUBLIC OpenSSL::Crypto PkgConfig::SQLITE3 m)
 if(TARGET sq_server_layer)
   target_link_libraries(sq_server_layer PRIVATE OpenSSL::Crypto PkgConfig::SQLITE3 m)

@@ -74,6 +74,7 @@ bool sq_method_exists(const char *name, int era)
 void sq_req_error_text(sq_mcp_req *r, sq__strbuf *b, int code,
                        const char *message, json_t *data)
 {
+    r->failed = true;
     sq_rpc_write_error(b, r->id, code, message, data);
 }
 

@@ -83,8 +83,10 @@ int sq_m_set_level(sq_mcp_req *r, json_t **result)
                            "level must be one of debug, info, notice, warning, "
                            "error, critical, alert, emergency",
                            NULL);
-    if (r->sess)
+    if (r->sess) {
         atomic_store(&r->sess->log_level, level);
+        atomic_store(&r->sess->logs_asked, true);
+    }
     *result = json_object();
     return SQ_MCP_OK;
 }

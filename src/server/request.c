@@ -167,10 +167,13 @@ void sq_tracker_unref(sq_tracker *t)
 
 int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
 {
-    if (sq_sem_try_acquire(&r->srv->inflight, 1) != 0)
+    if (sq_sem_try_acquire(&r->srv->inflight, 1) != 0) {
+        sq_mon_req_rejected(r->srv);
         return SQ_MCP_ERR_BUSY;
+    }
     if (sq_sem_try_acquire(&t->inflight, 1) != 0) {
         sq_sem_release(&r->srv->inflight, 1);
+        sq_mon_req_rejected(r->srv);
         return SQ_MCP_ERR_BUSY;
     }
     int rc = 0;
@@ -369,6 +372,15 @@ static void *req_main(void *arg)
         sq_req_error_text(r, &b, SQ_MCP_ERR_DEADLINE,
                           "the request's deadline passed", NULL);
     }
+    /* Counted before the answer goes, so that a client that has its
+     * answer finds it counted (the outcome is the one decided now: a
+     * cancellation that races with the answer is counted as answered). */
+    bool deadline = (sq_cancelled() || late) && sq_now() >= r->deadline;
+    int phase = atomic_load_explicit(&r->phase, memory_order_relaxed);
+    sq_mon_req_end(r, deadline                      ? SQ_OUT_DEADLINE
+                      : phase == SQ_REQ_CANCELLED ? SQ_OUT_CANCELLED
+                      : r->failed                 ? SQ_OUT_ERROR
+                                                  : SQ_OUT_OK);
     sq_req_finish(r, b.buf, b.len);
     sq__strbuf_free(&b);
     deadline_remove(r);
@@ -387,11 +399,13 @@ int sq_req_start(sq_mcp_req *r)
     sq_spawn_opts o = {.stack_size = 0, .name = "mcp-request"};
     sq_req_ref(r); /* the task's */
     deadline_add(r);
+    sq_mon_req_begin(r);
     sq__spin_lock(&r->lock);
     int rc = sq_spawn(&r->task, req_main, r, &o);
     r->has_task = rc == 0;
     sq__spin_unlock(&r->lock);
     if (rc) {
+        sq_mon_req_end(r, SQ_OUT_CANCELLED);
         deadline_remove(r);
         sq_req_unref(r);
     }

@@ -11,7 +11,31 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "squirrel/check.h"
+
 /* ----------------------------------------------------------- creating */
+
+/* The configuration's `checks`: added to what SQUIRREL_CHECK switched on
+ * (never less: a test run with all,abort keeps it). */
+static int apply_checks(const char *words, char *err, size_t errlen)
+{
+    sq_check_config want, now;
+    if (sq_check_parse(words, &want) != 0) {
+        snprintf(err, errlen, "checks: cannot parse \"%s\" (docs/checks.md)", words);
+        return -EINVAL;
+    }
+    sq_check_get_config(&now);
+    if ((want.findings & ~now.findings) == 0 && (want.abort_on & ~now.abort_on) == 0)
+        return 0;
+    now.findings |= want.findings;
+    now.abort_on |= want.abort_on;
+    if (!now.watchdog_ns)
+        now.watchdog_ns = want.watchdog_ns;
+    int rc = sq_check_configure(&now);
+    if (rc && rc != -ENOTSUP)
+        snprintf(err, errlen, "checks: %s", sq_strerror(rc));
+    return rc == -ENOTSUP ? 0 : rc;
+}
 
 typedef struct token_job {
     const char *path;
@@ -119,16 +143,27 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         sq_srv_destroy(s);
         return rc;
     }
+    for (size_t i = 0; i < s->cfg.nlisten; i++)
+        s->has_admin |= s->cfg.listen[i].kind == SQ_LISTEN_ADMIN;
+    if ((s->cfg.checks && (rc = apply_checks(s->cfg.checks, err, errlen)) != 0) ||
+        (rc = sq_mon_create(s, err, errlen)) != 0) {
+        if (rc == -ENOMEM)
+            snprintf(err, errlen, "out of memory");
+        sq_srv_destroy(s);
+        return rc;
+    }
     if (s->cfg.fixtures) {
         if (strcmp(s->cfg.fixtures, "conformance") == 0)
             rc = sq_fixtures_conformance(s);
         else if (strcmp(s->cfg.fixtures, "bench") == 0)
             rc = sq_fixtures_bench(s);
+        else if (strcmp(s->cfg.fixtures, "monitor") == 0)
+            rc = sq_fixtures_monitor(s);
         else
             rc = -EINVAL;
         if (rc) {
             snprintf(err, errlen, "fixtures %s: %s", s->cfg.fixtures,
-                     rc == -EINVAL ? "unknown (conformance or bench)" : sq_strerror(rc));
+                     rc == -EINVAL ? "unknown (conformance, bench or monitor)" : sq_strerror(rc));
             sq_srv_destroy(s);
             return rc;
         }
@@ -140,7 +175,8 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         return rc;
     }
     sq_spawn_opts o = {.name = "mcp-deadlines"};
-    if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0) {
+    if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0 ||
+        (rc = sq_mon_start(s)) != 0) {
         snprintf(err, errlen, "cannot start: %s", sq_strerror(rc));
         sq_srv_destroy(s);
         return rc;
@@ -177,8 +213,8 @@ static void *conn_main(void *arg)
 {
     conn_arg a = *(conn_arg *)arg;
     free(arg);
-    if (a.kind == SQ_LISTEN_HTTP)
-        sq_serve_http_conn(a.srv, a.io);
+    if (a.kind == SQ_LISTEN_HTTP || a.kind == SQ_LISTEN_ADMIN)
+        sq_serve_http_conn(a.srv, a.io, a.kind == SQ_LISTEN_ADMIN);
     else {
         sq_serve_stream_conn(a.srv, a.io, false, NULL);
         sq_io_close(a.io);
@@ -207,7 +243,9 @@ static void *accept_main(void *arg)
         if (l->kind != SQ_LISTEN_UNIX)
             sq_tcp_nodelay(io, 1);
         conn_arg *a = malloc(sizeof *a);
-        sq_spawn_opts o = {.name = l->kind == SQ_LISTEN_HTTP ? "http-conn" : "mcp-conn"};
+        sq_spawn_opts o = {.name = l->kind == SQ_LISTEN_HTTP    ? "http-conn"
+                                   : l->kind == SQ_LISTEN_ADMIN ? "admin-conn"
+                                                                : "mcp-conn"};
         if (!a) {
             sq_io_close(io);
             continue;
@@ -292,11 +330,12 @@ int sq_srv_listen(sq_srv *s, const sq_srv_endpoint *cfg, char **url)
         sq__strbuf_printf(&b, "unix:%s", cfg->address);
     } else {
         bool v6 = strchr(host, ':') != NULL;
-        sq__strbuf_printf(&b, "%s://%s%s%s:%d%s",
-                          cfg->kind == SQ_LISTEN_HTTP ? "http" : "tcp",
+        bool http = cfg->kind == SQ_LISTEN_HTTP || cfg->kind == SQ_LISTEN_ADMIN;
+        sq__strbuf_printf(&b, "%s://%s%s%s:%d%s", http ? "http" : "tcp",
                           v6 ? "[" : "", host, v6 ? "]" : "",
                           sq_io_local_port(io),
-                          cfg->kind == SQ_LISTEN_HTTP ? "/mcp" : "");
+                          cfg->kind == SQ_LISTEN_HTTP    ? "/mcp"
+                          : cfg->kind == SQ_LISTEN_ADMIN ? "/console" : "");
     }
     sq_spawn_opts o = {.name = "listener"};
     rc = b.failed ? -ENOMEM : sq_group_spawn(s->tasks, accept_main, l, &o, NULL);
@@ -458,8 +497,11 @@ void sq_srv_destroy(sq_srv *s)
         return;
     if (s->tasks)
         sq_group_destroy(s->tasks);
+    /* The registry first: a tool's release may unregister its health
+     * component. */
     sq__registry_free(s->reg);
     sq_ctx_srv_free(s);
+    sq_mon_destroy(s);
     json_decref(s->by_id);
     if (s->tasks_by_id)
         sq_tasks_free(s);

@@ -17,6 +17,7 @@ sq_sess *sq_sess_new(sq_srv *s, bool http)
     x->http = http;
     atomic_init(&x->log_level, SQ_MCP_INFO);
     atomic_init(&x->last_used, sq_now());
+    x->created = sq_now();
     x->trk = sq_tracker_new(s->cfg.max_inflight_session);
     x->pending = json_object();
     x->subs = json_object();

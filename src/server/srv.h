@@ -165,6 +165,12 @@ struct sq_mcp_req {
     struct sq__link link;       /* in trk->reqs */
     struct sq__link dl_link;    /* in the server's deadline wheel */
     int dl_slot;                /* -1: not in the wheel */
+    /* Monitoring (monitor.c): when it started, whether its answer is an
+     * error, and its place in the list of requests in flight. */
+    int64_t started_at;
+    bool failed;                /* answered with a JSON-RPC error */
+    bool mon_listed;
+    struct sq__link mon_link;
     atomic_int refs;
 };
 
@@ -228,6 +234,8 @@ struct sq_sess {
     atomic_bool ended;
     atomic_int log_level;       /* logging/setLevel; default SQ_MCP_INFO */
     atomic_llong last_used;     /* sq_now of the last request */
+    int64_t created;            /* sq_now at initialize */
+    atomic_bool logs_asked;     /* logging/setLevel was called */
     sq_tracker *trk;            /* its requests in flight */
     sq_mutex lock;
     json_t *pending;            /* our requests to the client: id -> slot */
@@ -336,6 +344,10 @@ struct sq_srv {
     json_t *tasks_by_id;
     /* The context manager's tools and resources (ctx/), or NULL. */
     struct ctx_tools *ctx;
+    /* Monitoring: metrics, health, alerts, history (monitor.c). */
+    struct sq_mon *mon;
+    bool has_admin;             /* an admin listener is configured: the
+                                 * monitoring endpoints are there only */
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64
@@ -379,7 +391,7 @@ void sq_srv_list_changed(sq_srv *s, int kind);
 /* The task body of a stream connection (stream.c) and HTTP connection
  * (http.c); they own io. */
 void sq_serve_stream_conn(sq_srv *s, sq_io *io, bool is_stdio, sq_io *out_io);
-void sq_serve_http_conn(sq_srv *s, sq_io *io);
+void sq_serve_http_conn(sq_srv *s, sq_io *io, bool admin);
 
 
 /* Modern era: classification and envelope (era.c). */
@@ -399,8 +411,13 @@ char *sq_mrtr_seal(sq_srv *s, const char *method, const char *name,
 int sq_mrtr_open(sq_srv *s, const char *method, const char *name,
                  const char *sealed, json_t **state);
 
+/* A duration "<n>ms|s|m|h" (config.c): 0 or -EINVAL. */
+int sq_srv_parse_duration(const char *s, int64_t *out);
+
 /* Builds the response text of a request with a JSON-RPC error. */
 void sq_req_error_text(sq_mcp_req *r, sq__strbuf *b, int code,
                        const char *message, json_t *data);
+
+#include "mon.h"
 
 #endif

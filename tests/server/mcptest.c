@@ -253,6 +253,8 @@ mt_server *mt_start_with(const sq_srv_config *c)
             m->http_port = port_of(url);
         else if (c->listen[i].kind == SQ_LISTEN_TCP)
             m->tcp_port = port_of(url);
+        else if (c->listen[i].kind == SQ_LISTEN_ADMIN)
+            m->admin_port = port_of(url);
         else
             snprintf(m->unix_path, sizeof m->unix_path, "%s", c->listen[i].address);
         free(url);

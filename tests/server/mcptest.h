@@ -89,6 +89,7 @@ char *mt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 typedef struct mt_server {
     sq_srv *srv;
     int http_port, tcp_port;
+    int admin_port;          /* an SQ_LISTEN_ADMIN listener's, or 0 */
     char unix_path[108];
     /* The `gate` tool: each call takes one permit of `gate` (waiting for
      * it), counting entries, cancellations and passes. */

@@ -19,7 +19,10 @@ typedef struct sq_srv sq_srv;
 /* The default port of `squirreld` with no transport flag. */
 #define SQ_SRV_DEFAULT_PORT 8808
 
-enum sq_listen_kind { SQ_LISTEN_HTTP, SQ_LISTEN_TCP, SQ_LISTEN_UNIX };
+/* SQ_LISTEN_ADMIN: HTTP serving only the monitoring endpoints (/metrics,
+ * /health, /debug/..., /console); with one configured, the HTTP
+ * listeners serve /mcp only. */
+enum sq_listen_kind { SQ_LISTEN_HTTP, SQ_LISTEN_TCP, SQ_LISTEN_UNIX, SQ_LISTEN_ADMIN };
 
 typedef struct sq_srv_endpoint {
     int kind;               /* enum sq_listen_kind */
@@ -68,6 +71,14 @@ typedef struct sq_srv_config {
         size_t max_contexts, max_document_bytes, max_metadata_bytes,
             max_snapshots, history_depth, recovery_every, recovery_keep;
     } contexts;
+    /* Monitoring (docs/monitoring.md). */
+    bool request_metrics;       /* per-request metrics and the list of
+                                 * requests in flight: true */
+    char *alerts_json;          /* the alert rules (a JSON array), or NULL */
+    int64_t alert_interval;     /* how often rules are evaluated: 1 s */
+    char *checks;               /* SQUIRREL_CHECK words switched on at
+                                 * start ("deadlock": lock holders and
+                                 * waiters on /debug), or NULL */
 } sq_srv_config;
 
 /* squirreld's store when neither --store nor the config file names one. */
@@ -133,5 +144,9 @@ void sq_srv_log(sq_srv *s, int level, const char *component, const char *req,
  * prompts; the benchmark's echo tools.  0 or a negative errno. */
 int sq_fixtures_conformance(sq_srv *s);
 int sq_fixtures_bench(sq_srv *s);
+/* The monitoring fixtures (test-only): the bench tools plus tools that
+ * make a contended lock, a stuck task, a deadlocked pair, and set a
+ * health component's status (docs/monitoring.md, "Fixtures"). */
+int sq_fixtures_monitor(sq_srv *s);
 
 #endif
