@@ -162,17 +162,32 @@ typedef struct conn_arg {
     int kind;
 } conn_arg;
 
+static void serve(sq_srv *s, sq_io *io, int kind)
+{
+    if (kind == SQ_LISTEN_HTTP)
+        sq_serve_http_conn(s, io);
+    else {
+        sq_serve_stream_conn(s, io, false, NULL);
+        sq_io_close(io);
+    }
+}
+
 static void *conn_main(void *arg)
 {
     conn_arg a = *(conn_arg *)arg;
     free(arg);
-    if (a.kind == SQ_LISTEN_HTTP)
-        sq_serve_http_conn(a.srv, a.io);
-    else {
-        sq_serve_stream_conn(a.srv, a.io, false, NULL);
-        sq_io_close(a.io);
-    }
+    serve(a.srv, a.io, a.kind);
     return NULL;
+}
+
+int sq_srv_serve_conn(sq_srv *s, sq_io *io, int kind)
+{
+    if (kind != SQ_LISTEN_HTTP && kind != SQ_LISTEN_TCP && kind != SQ_LISTEN_UNIX) {
+        sq_io_close(io);
+        return -EINVAL;
+    }
+    serve(s, io, kind);
+    return 0;
 }
 
 static void *accept_main(void *arg)
