@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +52,9 @@ sq_srv *fz_server(const char *fixtures)
     c.body_timeout = 2 * SQ_SEC;
     c.idle_timeout = 2 * SQ_SEC;
     c.grace = 100 * SQ_MSEC;
+    /* States sealed for the seeds stay valid for as long as they are
+     * kept (50 years). */
+    c.state_ttl = (int64_t)50 * 365 * 24 * 3600 * SQ_SEC;
     /* A fixed key: a requestState sealed in one run opens in the next
      * (a reproducer replays). */
     c.state_key_hex = strdup("000102030405060708090a0b0c0d0e0f"
@@ -93,20 +95,79 @@ typedef struct writing {
     sq_io *io;
     const char *p;
     size_t n;
-    atomic_bool done;
+    fz_talk *t;
+    bool done, shut;  /* tasks of one worker: plain flags suffice */
 } writing;
+
+/* Whether the client's side may end now: every byte written, and the
+ * answers it waits for came. */
+static bool may_shut(const writing *w)
+{
+    const fz_talk *t = w->t;
+    if (!w->done || w->shut)
+        return false;
+    if (t->until)
+        return t->got.buf && strstr(t->got.buf, t->until);
+    return t->kind != SQ_LISTEN_HTTP || t->responses >= t->expect;
+}
+
+static void shut(writing *w)
+{
+    sq_io_shutdown_write(w->io);
+    w->shut = true;
+}
+
+static bool write_all(sq_io *io, const char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t k = sq_io_write(io, p + off, n - off);
+        if (k <= 0)
+            return false; /* the server closed first: what it read is enough */
+        off += (size_t)k;
+    }
+    return true;
+}
+
+/* The client's answer to a request of the server (id "squirreld-N")
+ * only means something once that request was made: the writer stops
+ * before each such id until the server has sent it (for at most
+ * ANSWER_WAIT), the way a client answers.  The reader appends to `got`
+ * in a task of the same one-worker runtime, so reading it here is safe. */
+#define ANSWER_WAIT (300 * SQ_MSEC)
+static const char answer_id[] = "\"id\":\"squirreld-";
 
 static void *write_main(void *arg)
 {
     writing *w = arg;
-    size_t off = 0;
-    while (off < w->n) {
-        ssize_t k = sq_io_write(w->io, w->p + off, w->n - off);
-        if (k <= 0)
-            break; /* the server closed first: what it read is enough */
-        off += (size_t)k;
+    const char *p = w->p, *end = p + w->n;
+    for (;;) {
+        const char *a = memmem(p, (size_t)(end - p), answer_id, sizeof answer_id - 1);
+        if (!a) {
+            write_all(w->io, p, (size_t)(end - p));
+            break;
+        }
+        const char *id = a + 6, *e = a + sizeof answer_id - 1;
+        while (e < end && *e >= '0' && *e <= '9')
+            e++;
+        if (!write_all(w->io, p, (size_t)(a - p)))
+            break;
+        char want[48];
+        snprintf(want, sizeof want, "%.*s\"", (int)(e - id < 40 ? e - id : 40), id);
+        for (int64_t until = sq_now() + ANSWER_WAIT; sq_now() < until;) {
+            if (w->t->got.buf && strstr(w->t->got.buf, want))
+                break;
+            sq_sleep(SQ_MSEC);
+        }
+        p = a;
+        const char *next = a + 1;
+        if (!write_all(w->io, p, (size_t)(next - p)))
+            break;
+        p = next;
     }
-    atomic_store(&w->done, true);
+    w->done = true;
+    if (may_shut(w))
+        shut(w);
     return NULL;
 }
 
@@ -129,7 +190,7 @@ void fz_converse(sq_srv *s, fz_talk *t, const void *data, size_t n)
         abort();
     }
     serving v = {s, sio, t->kind};
-    writing w = {.io = cli, .p = data, .n = n};
+    writing w = {.io = cli, .p = data, .n = n, .t = t};
     sq_task server, writer;
     if (sq_spawn(&server, serve_main, &v, NULL) != 0 ||
         sq_spawn(&writer, write_main, &w, NULL) != 0) {
@@ -142,18 +203,15 @@ void fz_converse(sq_srv *s, fz_talk *t, const void *data, size_t n)
     llhttp_t parser;
     llhttp_init(&parser, HTTP_RESPONSE, &set);
     parser.data = t;
-    bool parsing = t->kind == SQ_LISTEN_HTTP, shut = false;
+    bool parsing = t->kind == SQ_LISTEN_HTTP;
     int64_t hard = sq_now() + HARD;
     char buf[4096];
     for (;;) {
-        if (!shut && atomic_load(&w.done) &&
-            (t->until ? t->got.buf && strstr(t->got.buf, t->until)
-                      : t->kind != SQ_LISTEN_HTTP || t->responses >= t->expect)) {
-            sq_io_shutdown_write(cli);
-            shut = true;
-        }
+        if (may_shut(&w))
+            shut(&w);
         int64_t quiet = sq_now() + QUIET;
-        ssize_t k = sq_io_read_until(cli, buf, sizeof buf, shut || quiet > hard ? hard : quiet);
+        ssize_t k = sq_io_read_until(cli, buf, sizeof buf,
+                                     w.shut || quiet > hard ? hard : quiet);
         if (k > 0) {
             sq__strbuf_add(&t->got, buf, (size_t)k);
             if (parsing && llhttp_execute(&parser, buf, (size_t)k) != HPE_OK)
@@ -167,14 +225,17 @@ void fz_converse(sq_srv *s, fz_talk *t, const void *data, size_t n)
                             "within %d s\n", (int)(HARD / SQ_SEC));
             abort();
         }
-        if (!shut && atomic_load(&w.done)) {
-            sq_io_shutdown_write(cli); /* quiet: it waits for the client */
-            shut = true;
-        }
+        if (!w.shut && w.done)
+            shut(&w); /* quiet: it waits for the client */
     }
     sq_join(writer, NULL);
     sq_join(server, NULL);
     sq_io_close(cli);
+    /* FZ_SHOW=1: what came back, for writing seeds and reading a
+     * reproducer's run. */
+    if (getenv("FZ_SHOW"))
+        fprintf(stderr, "--- the server answered (%zu bytes):\n%.*s\n---\n", t->got.len,
+                (int)t->got.len, t->got.buf ? t->got.buf : "");
 }
 
 void fz_talk_free(fz_talk *t)
