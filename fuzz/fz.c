@@ -51,7 +51,7 @@ sq_srv *fz_server(const char *fixtures)
     c.header_timeout = 2 * SQ_SEC;
     c.body_timeout = 2 * SQ_SEC;
     c.idle_timeout = 2 * SQ_SEC;
-    c.grace = 100 * SQ_MSEC;
+    c.grace = 20 * SQ_MSEC;
     /* States sealed for the seeds stay valid for as long as they are
      * kept (50 years). */
     c.state_ttl = (int64_t)50 * 365 * 24 * 3600 * SQ_SEC;
@@ -131,10 +131,13 @@ static bool write_all(sq_io *io, const char *p, size_t n)
 
 /* The client's answer to a request of the server (id "squirreld-N")
  * only means something once that request was made: the writer stops
- * before each such id until the server has sent it (for at most
- * ANSWER_WAIT), the way a client answers.  The reader appends to `got`
+ * before each such id until the server has sent it, the way a client
+ * answers; for at most ANSWER_WAIT, and only while the server keeps
+ * writing (ANSWER_QUIET without a byte: it is not about to ask).
+ * The reader appends to `got`
  * in a task of the same one-worker runtime, so reading it here is safe. */
-#define ANSWER_WAIT (300 * SQ_MSEC)
+#define ANSWER_WAIT (50 * SQ_MSEC)
+#define ANSWER_QUIET (5 * SQ_MSEC)
 static const char answer_id[] = "\"id\":\"squirreld-";
 
 static void *write_main(void *arg)
@@ -154,10 +157,17 @@ static void *write_main(void *arg)
             break;
         char want[48];
         snprintf(want, sizeof want, "%.*s\"", (int)(e - id < 40 ? e - id : 40), id);
-        for (int64_t until = sq_now() + ANSWER_WAIT; sq_now() < until;) {
+        size_t seen = w->t->got.len;
+        int64_t now = sq_now(), until = now + ANSWER_WAIT, moved = now;
+        while (now < until && now - moved < ANSWER_QUIET) {
             if (w->t->got.buf && strstr(w->t->got.buf, want))
                 break;
             sq_sleep(SQ_MSEC);
+            now = sq_now();
+            if (w->t->got.len != seen) {
+                seen = w->t->got.len;
+                moved = now;
+            }
         }
         p = a;
         const char *next = a + 1;
