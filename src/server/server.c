@@ -133,6 +133,7 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
             return rc;
         }
     }
+    s->server_info = sq_server_info(s); /* NULL (no memory): made per call */
     sq_spawn_opts o = {.name = "mcp-deadlines"};
     if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0) {
         snprintf(err, errlen, "cannot start: %s", sq_strerror(rc));
@@ -462,6 +463,7 @@ void sq_srv_destroy(sq_srv *s)
         sq_group_destroy(s->tasks);
     sq__registry_free(s->reg);
     json_decref(s->by_id);
+    json_decref(s->server_info);
     if (s->tasks_by_id)
         sq_tasks_free(s);
     free(s->token);
