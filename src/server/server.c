@@ -174,6 +174,7 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         sq_srv_destroy(s);
         return rc;
     }
+    s->server_info = sq_server_info(s); /* NULL (no memory): made per call */
     sq_spawn_opts o = {.name = "mcp-deadlines"};
     if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0 ||
         (rc = sq_mon_start(s)) != 0) {
@@ -209,17 +210,33 @@ typedef struct conn_arg {
     int kind;
 } conn_arg;
 
+static void serve(sq_srv *s, sq_io *io, int kind)
+{
+    if (kind == SQ_LISTEN_HTTP || kind == SQ_LISTEN_ADMIN)
+        sq_serve_http_conn(s, io, kind == SQ_LISTEN_ADMIN);
+    else {
+        sq_serve_stream_conn(s, io, false, NULL);
+        sq_io_close(io);
+    }
+}
+
 static void *conn_main(void *arg)
 {
     conn_arg a = *(conn_arg *)arg;
     free(arg);
-    if (a.kind == SQ_LISTEN_HTTP || a.kind == SQ_LISTEN_ADMIN)
-        sq_serve_http_conn(a.srv, a.io, a.kind == SQ_LISTEN_ADMIN);
-    else {
-        sq_serve_stream_conn(a.srv, a.io, false, NULL);
-        sq_io_close(a.io);
-    }
+    serve(a.srv, a.io, a.kind);
     return NULL;
+}
+
+int sq_srv_serve_conn(sq_srv *s, sq_io *io, int kind)
+{
+    if (kind != SQ_LISTEN_HTTP && kind != SQ_LISTEN_ADMIN && kind != SQ_LISTEN_TCP &&
+        kind != SQ_LISTEN_UNIX) {
+        sq_io_close(io);
+        return -EINVAL;
+    }
+    serve(s, io, kind);
+    return 0;
 }
 
 static void *accept_main(void *arg)
@@ -503,6 +520,7 @@ void sq_srv_destroy(sq_srv *s)
     sq_ctx_srv_free(s);
     sq_mon_destroy(s);
     json_decref(s->by_id);
+    json_decref(s->server_info);
     if (s->tasks_by_id)
         sq_tasks_free(s);
     free(s->token);

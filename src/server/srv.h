@@ -332,6 +332,7 @@ struct sq_srv {
     atomic_bool stopping;
     atomic_llong requests_total;
     atomic_llong dropped;       /* notifications dropped: queues full */
+    json_t *server_info;        /* serverInfo (sq_server_info), shared */
     char *token;                /* bearer token, or NULL */
     size_t token_len;
     /* Requests' deadlines: a wheel of one-second slots, swept by the

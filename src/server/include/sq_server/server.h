@@ -117,6 +117,19 @@ int sq_srv_listen(sq_srv *s, const sq_srv_endpoint *l, char **url);
  * negative errno.  Waits (reads). */
 int sq_srv_serve_stdio(sq_srv *s, int in_fd, int out_fd);
 
+/* Serves one connection that is already open (a socketpair, a socket
+ * handed over by a supervisor) as a listener of `kind` would serve one
+ * it accepted: SQ_LISTEN_HTTP speaks Streamable HTTP (SQ_LISTEN_ADMIN: the monitoring
+ * endpoints only), SQ_LISTEN_TCP and
+ * SQ_LISTEN_UNIX newline-delimited JSON-RPC.  Takes io over (closed when
+ * the connection ends).  Runs in the calling task until the connection
+ * ends: the peer closes it, a malformed request ends it, or the calling
+ * task is cancelled (sq_srv_stop does not know this task: stop the
+ * connection before the server).  Requests it started may outlive it as a listener's
+ * would (legacy HTTP requests, tasks); sq_srv_stop ends those.  Returns
+ * 0, or -EINVAL for an unknown kind (io is then closed).  Waits. */
+int sq_srv_serve_conn(sq_srv *s, sq_io *io, int kind);
+
 /* Stops the server: listeners stop accepting, requests in flight get
  * until `grace` (from now) to finish, then everything left is cancelled
  * and the call returns once every task of the server has ended.  Waits.
