@@ -331,6 +331,10 @@ struct sq_srv {
     /* Tasks by id (tasks.c). */
     sq_mutex task_lock;
     json_t *tasks_by_id;
+    /* Components: the command system (cmd/) and the plugin host
+     * (plugin/), made by sq_srv_create. */
+    struct sq_cmds *cmds;
+    struct sq_plugins *plugins;
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64
