@@ -19,17 +19,24 @@ struct sq_group {
     sq__waiter *waiter;
 };
 
-int sq_group_create(sq_group **out)
+int sq_group_create_in(sq_runtime *rt, sq_group **out)
 {
-    sq_runtime *rt = sq_runtime_current();
-    if (!rt)
-        return -EPERM;
+    if (!rt || !out)
+        return -EINVAL;
     sq_group *g = calloc(1, sizeof *g);
     if (!g)
         return -ENOMEM;
     g->rt = rt;
     *out = g;
     return 0;
+}
+
+int sq_group_create(sq_group **out)
+{
+    sq_runtime *rt = sq_runtime_current();
+    if (!rt)
+        return -EPERM;
+    return sq_group_create_in(rt, out);
 }
 
 int(sq_group_spawn)(sq_group *g, sq_task_fn fn, void *arg,
@@ -90,8 +97,8 @@ static sq__task *take_done(sq_group *g)
     return t;
 }
 
-int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
-                        int64_t deadline)
+int sq_group_reap_until(sq_group *g, uint64_t *id_out, void **result,
+                        int *status_out, int64_t deadline)
 {
     if (!g || deadline < 0)
         return -EINVAL;
@@ -114,6 +121,8 @@ int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
         if (g->waiter == &w)
             g->waiter = NULL;
         if (rc) {
+            /* The caller's own -ECANCELED or -ETIMEDOUT: nothing reaped,
+             * even if a member finished meanwhile (the next call gets it). */
             sq__spin_unlock(&g->lock);
             return rc;
         }
@@ -132,7 +141,23 @@ int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
         *id_out = id;
     if (result)
         *result = res;
-    return status;
+    if (status_out)
+        *status_out = status;
+    return 0;
+}
+
+int sq_group_reap(sq_group *g, uint64_t *id_out, void **result,
+                  int *status_out)
+{
+    return sq_group_reap_until(g, id_out, result, status_out, SQ_FOREVER);
+}
+
+int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
+                        int64_t deadline)
+{
+    int status = 0;
+    int rc = sq_group_reap_until(g, id_out, result, &status, deadline);
+    return rc ? rc : status;
 }
 
 int sq_group_next(sq_group *g, uint64_t *id_out, void **result)
@@ -159,12 +184,14 @@ void sq_group_cancel_all(sq_group *g)
 int sq_group_wait_all(sq_group *g)
 {
     for (;;) {
-        int rc = sq_group_next(g, NULL, NULL);
+        /* Members' own outcomes are dropped; an error is the caller's
+         * (its abort, -EBUSY, -EINVAL).  Not sq_group_next plus
+         * sq_cancelled(): that is true for a masked caller too, whose
+         * -ECANCELED can only be a member's. */
+        int rc = sq_group_reap(g, NULL, NULL, NULL);
         if (rc == -ENOENT)
             return 0;
-        if (rc == -ECANCELED && sq_cancelled())
-            return rc; /* the caller itself was aborted */
-        if (rc == -EBUSY || rc == -EINVAL)
+        if (rc)
             return rc;
     }
 }
@@ -176,7 +203,7 @@ void sq_group_destroy(sq_group *g)
     bool masked = sq_cancel_mask() == 0;
     sq_group_cancel_all(g);
     int rc;
-    while ((rc = sq_group_next(g, NULL, NULL)) != -ENOENT)
+    while ((rc = sq_group_reap(g, NULL, NULL, NULL)) != -ENOENT)
         if (rc == -EBUSY)
             sq_yield(); /* another task is reaping: let it */
     if (masked)

@@ -31,17 +31,29 @@ void sq__ctx_make(sq__ctx *ctx, void *base, size_t size,
 void sq__ctx_switch(sq__ctx *from, sq__ctx *to);
 
 /* ------------------------------------------------------ stacks */
+/* What guards the memory below a stack (stack.c says when each is used). */
+enum {
+    SQ__GUARD_MARKER, /* MADV_GUARD_INSTALL marker in the guard page */
+    SQ__GUARD_PAGE,   /* PROT_NONE guard page */
+    SQ__GUARD_CANARY, /* a canary below the stack, checked at switch-out */
+};
 typedef struct sq__stack {
     void *base;      /* lowest usable byte (just above the guard page) */
     size_t size;     /* usable bytes (the descriptor sits just above) */
     struct sq__stack *next; /* pool link */
     int cls;         /* size class, -1 for a stack mapped on its own */
+    uint8_t guard;   /* SQ__GUARD_* */
     unsigned vg_id;  /* Valgrind stack id */
 } sq__stack;
 #define SQ__STACK_CLASSES 16 /* 16 KiB .. 512 MiB */
-struct sq__chunk {
+struct sq__region { /* a mapping stacks are carved from */
     void *addr;
     size_t len;
+};
+struct sq__carve { /* the region a class carves its new slots from */
+    char *next;      /* first slot not handed out yet */
+    size_t left;     /* slots left after it */
+    size_t grow;     /* slots in the class's next region */
 };
 
 /* ------------------------------------------------------ timers */
@@ -65,6 +77,10 @@ struct sq__task {
      * thieves leave it there while that worker keeps switching. */
     atomic_bool handoff;
     int cancel_mask;               /* only touched by the task itself */
+    /* An abort reached the task: a cancellation point stopped for it or
+     * sq_cancelled() said so.  Only the task writes it; its join then
+     * reports -ECANCELED (an abort it never heard of does not count). */
+    bool cancel_seen;
     atomic_bool cancel_req;
     bool started;
     bool finished;                 /* under lock */
@@ -74,6 +90,7 @@ struct sq__task {
     struct sq_runtime *rt;
     struct sq__task *qnext;        /* global queue / free list link */
     sq__stack *stack;
+    uint64_t *canary;              /* checked at switch-out, or NULL */
     size_t stack_size;
     sq_task_fn fn;
     void *arg;
@@ -223,8 +240,11 @@ struct sq_runtime {
     /* shared pools */
     pthread_mutex_t pool_lock;
     sq__stack *stack_pool[SQ__STACK_CLASSES];
-    struct sq__chunk *chunks;   /* stack mappings, unmapped at destroy */
-    size_t nchunks, chunks_cap;
+    struct sq__region *regions; /* stack mappings, unmapped at destroy */
+    size_t nregions, regions_cap;
+    struct sq__carve carve[SQ__STACK_CLASSES];
+    atomic_int stack_guard;     /* stack.c's mode, from the environment */
+    atomic_long page_guards;    /* PROT_NONE guard pages among them */
     sq__task *task_pool;        /* free task structs */
     void **slabs;               /* task struct slabs, freed at destroy */
     size_t nslabs, slabs_cap;
@@ -258,6 +278,15 @@ void sq__sched_unpark_all(sq_runtime *rt);
 int sq__stack_get(sq_runtime *rt, sq__worker *w, size_t size, sq__stack **out);
 void sq__stack_put(sq_runtime *rt, sq__worker *w, sq__stack *s);
 void sq__stack_pool_free(sq_runtime *rt);
+/* Where the canary below s is, or NULL if s has a guard page or marker. */
+uint64_t *sq__stack_canary(sq__stack *s);
+/* Reports a stack overflow and aborts if t's canary was overwritten. */
+void sq__stack_canary_check(sq__task *t);
+static inline void sq__stack_check(sq__task *t)
+{
+    if (SQ__UNLIKELY(t->canary != NULL))
+        sq__stack_canary_check(t);
+}
 void sq__overflow_handler_install(sq__worker *w);
 void sq__overflow_handler_remove(sq__worker *w);
 
@@ -286,6 +315,10 @@ void sq__driver_wake(sq_runtime *rt);
 
 void sq__blocking_stop(sq_runtime *rt);
 
+/* True if a cancellation point of t (the calling task) must stop now:
+ * t is aborted and does not mask cancellation.  Records that the abort
+ * reached t (t->cancel_seen), so call it only where a true result makes
+ * the call return -ECANCELED. */
 bool sq__cancel_pending(sq__task *t);
 
 #endif

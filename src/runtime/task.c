@@ -213,6 +213,7 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     t->started = false;
     t->finished = false;
     t->cancel_mask = 0;
+    t->cancel_seen = false;
     atomic_store_explicit(&t->cancel_req, false, memory_order_relaxed);
     atomic_store_explicit(&t->state, SQ__T_QUEUED, memory_order_relaxed);
     t->handle = keep_handle ? SQ__H_ATTACHED : SQ__H_DETACHED;
@@ -298,7 +299,12 @@ int(sq_runtime_spawn)(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
 
 void sq__group_member_done(struct sq_group *g, sq__task *t);
 
-/* Publishes the task's outcome and wakes its joiner or group. */
+/* Publishes the task's outcome and wakes its joiner or group.  status is
+ * non-zero only for a task that never ran (-ECANCELED, -ENOMEM); one that
+ * ran reports -ECANCELED only if the abort reached it (cancel_seen, which
+ * only the task itself writes, and it is the one finishing here): an
+ * abort that came too late to be seen, even one that came before this
+ * point, does not change the outcome of a task that returned normally. */
 static void task_finish(sq__task *t, void *result, int status)
 {
     /* Once installed the hooks stay (sq_check switches findings off, not
@@ -308,7 +314,7 @@ static void task_finish(sq__task *t, void *result, int status)
         ck->task_exit(t);
     sq__spin_lock(&t->lock);
     t->result = result;
-    t->status = atomic_load(&t->cancel_req) ? -ECANCELED : status;
+    t->status = status ? status : t->cancel_seen ? -ECANCELED : 0;
     t->finished = true;
     sq__waiter *j = t->joiner;
     t->joiner = NULL;
@@ -343,6 +349,7 @@ void sq__task_settle_exit(sq__worker *w, sq__task *t)
 #endif
         sq__stack_put(rt, w, t->stack);
         t->stack = NULL;
+        t->canary = NULL;
     }
     /* release: nothing here reads another thread's writes after it */
     atomic_store_explicit(&t->state, SQ__T_DONE, memory_order_release);
@@ -370,6 +377,7 @@ int sq__task_prepare(sq__worker *w, sq__task *t)
         return -1;
     }
     t->started = true;
+    t->canary = sq__stack_canary(t->stack);
     sq__ctx_make(&t->ctx, t->stack->base, t->stack->size, task_entry, t);
 #ifdef SQ__TSAN
     t->tsan_fiber = __tsan_create_fiber(0);
@@ -381,8 +389,11 @@ int sq__task_prepare(sq__worker *w, sq__task *t)
 
 bool sq__cancel_pending(sq__task *t)
 {
-    return t->cancel_mask == 0 &&
-           atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+    if (t->cancel_mask != 0 ||
+        !atomic_load_explicit(&t->cancel_req, memory_order_acquire))
+        return false;
+    t->cancel_seen = true;
+    return true;
 }
 
 const sq__check_hooks *_Atomic sq__check_hooks_on;
@@ -603,7 +614,10 @@ const char *sq_task_name(void)
 bool sq_cancelled(void)
 {
     sq__task *t = sq__task_current();
-    return t && atomic_load(&t->cancel_req);
+    if (!t || !atomic_load(&t->cancel_req))
+        return false;
+    t->cancel_seen = true; /* told: its join reports -ECANCELED */
+    return true;
 }
 
 int sq_cancel_mask(void)

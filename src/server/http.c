@@ -848,10 +848,12 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
                     break;
                 continue;
             }
-            if (atomic_load(&c->gone) || sq_outq_is_closed(q)) {
+            if (atomic_load(&c->gone)) {
                 rc = -EPIPE;
                 break;
             }
+            if (sq_outq_is_closed(q))
+                break; /* the session ended: the stream ends, in good order */
             if (sq_now() >= idle_until) {
                 sq__strbuf_reset(&b);
                 sq_sse_comment(&b, "keep-alive");

@@ -123,10 +123,15 @@ void sq_req_cancel(sq_mcp_req *r)
         atomic_store_explicit(&r->phase, SQ_REQ_CANCELLED, memory_order_release);
         if (r->batch) /* the batch's array goes without it */
             sq_batch_add(r->batch, NULL, 0);
+        else /* an empty end: nothing is sent for it, but whoever waits
+              * for its end (an HTTP response) stops waiting */
+            sq_outq_push(r->out, "", 0, true);
     }
     /* The task's handle is used under the lock: the task detaches it
-     * under the same lock as it ends. */
-    if (r->has_task)
+     * under the same lock as it ends.  A task that has not begun is not
+     * aborted (it would never run, and never end the request): it sees
+     * the state as it begins. */
+    if (r->has_task && r->started)
         sq_abort(r->task);
     sq__spin_unlock(&r->lock);
 }
@@ -323,7 +328,7 @@ void *sq_req_reaper_main(void *arg)
                 /* Aborting does not wait; the request answers for
                  * itself (SQ_MCP_ERR_DEADLINE) as its task ends. */
                 sq__spin_lock(&r->lock);
-                if (r->has_task)
+                if (r->has_task && r->started)
                     sq_abort(r->task);
                 sq__spin_unlock(&r->lock);
             }
@@ -345,12 +350,20 @@ static void *req_main(void *arg)
 {
     sq_mcp_req *r = arg;
     sq__strbuf b = SQ__STRBUF_INIT;
-    sq_dispatch(r, &b);
+    /* Cancelled or past its deadline before it began (it was not aborted
+     * then: see sq_req_cancel): it ends without running. */
+    sq__spin_lock(&r->lock);
+    r->started = true;
+    bool run = atomic_load_explicit(&r->phase, memory_order_relaxed) == SQ_REQ_RUNNING;
+    sq__spin_unlock(&r->lock);
+    bool late = sq_now() >= r->deadline;
+    if (run && !late)
+        sq_dispatch(r, &b);
     if (sq__strbuf_failed(&b)) {
         sq__strbuf_reset(&b);
         sq_req_error_text(r, &b, SQ_RPC_INTERNAL_ERROR, "out of memory", NULL);
     }
-    if (sq_cancelled() && sq_now() >= r->deadline) {
+    if ((sq_cancelled() || late) && sq_now() >= r->deadline) {
         /* Aborted by its deadline (not by its client): say so. */
         sq__strbuf_reset(&b);
         sq_req_error_text(r, &b, SQ_MCP_ERR_DEADLINE,

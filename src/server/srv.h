@@ -18,7 +18,7 @@
 #ifndef SQ_SERVER_SRV_H
 #define SQ_SERVER_SRV_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -156,6 +156,9 @@ struct sq_mcp_req {
     int64_t deadline;
     sq_task task;               /* its task (joinable; under `lock`) */
     bool has_task;
+    bool started;               /* its task has begun (under `lock`): a
+                                 * task aborted before it starts never
+                                 * runs, so only a started one is aborted */
     bool listen;                /* a subscriptions/listen stream */
     sq_tracker *trk;            /* where it is listed (a reference) */
     bool trk_left;              /* it left trk early (a task) */

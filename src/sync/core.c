@@ -30,7 +30,10 @@
  * Leftovers (the queue emptied while permits were being handed out) are
  * therefore added back after unlocking, through the ordinary release path;
  * for that instant they are in the releaser's hand, and a try_acquire can
- * see -EAGAIN.
+ * see -EAGAIN.  The exception is close: once CLOSED is set nobody can
+ * take permits, so the partial assignments it takes back go to the count
+ * under the lock, and its unlock is its last touch (a waiter it woke may
+ * free the semaphore once it has had the lock).
  *
  * Cancellation.  A waiter whose wait ends without a grant (timeout,
  * cancellation) takes the lock; if it was granted meanwhile it keeps the
@@ -354,6 +357,28 @@ void sq__sem_grant_all(sq_sem *s)
     wake_listed(&wl);
 }
 
+/* Under the lock, with CLOSED set: adds n permits to the count
+ * (saturating at SQ_SEM_MAX_PERMITS).  Safe under the lock only because
+ * the semaphore is closed: no acquire can take them, so none can return
+ * because of them before the unlock. */
+static void give_back_closed_locked(sq_sem *s, size_t n)
+{
+    uint64_t old = atomic_load_explicit(&s->_state, memory_order_relaxed);
+    for (;;) {
+        size_t avail = avail_of(old);
+        size_t add = n > SQ_SEM_MAX_PERMITS - avail ? SQ_SEM_MAX_PERMITS - avail
+                                                    : n;
+        if (atomic_compare_exchange_weak_explicit(
+                &s->_state, &old, old + permits(add), memory_order_release,
+                memory_order_relaxed))
+            return;
+    }
+}
+
+/* A waiter woken here may free s as soon as it has had the lock after us
+ * (the rule of struct sq__waiter), so everything, the partial assignments
+ * given back included, is done before the unlock, which is the last touch
+ * of s; the tasks woken after it are the waiters' own, not s. */
 void sq__sem_close(sq_sem *s)
 {
     size_t back = 0;
@@ -369,10 +394,10 @@ void sq__sem_close(sq_sem *s)
         signal_locked(&wl, w);
     }
     settle_flag_locked(s);
+    if (back)
+        give_back_closed_locked(s, back);
     sq__spin_unlock(sem_lock(s));
     wake_listed(&wl);
-    if (back)
-        sq__sem_release(s, back, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_SATURATE, 0);
 }
 
 bool sq__sem_has_waiters(sq_sem *s)

@@ -27,12 +27,20 @@ async function behaviours(client, transport) {
     // list
     const { tools } = await client.listTools();
     const names = tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['echo', 'sleep'], `${transport}: tools`);
+    assert.deepEqual(names, ['echo', 'echo_validated', 'sleep'], `${transport}: tools`);
     assert.equal(tools.find((t) => t.name === 'echo').inputSchema.type, 'object');
 
     // call
     const one = await client.callTool({ name: 'echo', arguments: { text: 'hello from the SDK' } });
     assert.equal(text(one), 'hello from the SDK', `${transport}: echo`);
+
+    // arguments validated against the input schema: a tool error naming
+    // the failing path and rule
+    const bad = await client.callTool({ name: 'echo_validated',
+        arguments: { text: 'x', count: 1001, mode: 'fast' } });
+    assert.equal(bad.isError, true, `${transport}: invalid arguments`);
+    assert.equal(bad.structuredContent.path, '/count');
+    assert.equal(bad.structuredContent.rule, 'maximum');
 
     // 50 concurrent calls: every answer is its own call's
     const calls = [];

@@ -8,7 +8,7 @@
 #ifndef SQ_PROTO_JSONRPC_H
 #define SQ_PROTO_JSONRPC_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -31,7 +31,7 @@
 #ifndef SQ_SERVER_MCP_H
 #define SQ_SERVER_MCP_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -27,7 +27,7 @@
 #ifndef SQ_SERVER_SCHEMA_H
 #define SQ_SERVER_SCHEMA_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stddef.h>
 
 typedef struct sq_schema sq_schema;
