@@ -19,7 +19,7 @@
 static const char usage[] =
     "usage: squirreld [--stdio] [--http HOST:PORT] [--unix PATH] [--tcp HOST:PORT]\n"
     "                 [--config FILE] [--token-file FILE] [--fixtures conformance]\n"
-    "                 [--log-level LEVEL]\n"
+    "                 [--log-level LEVEL] [--plugin FILE]...\n"
     "  --stdio            serve MCP on stdin/stdout (newline-delimited JSON-RPC)\n"
     "  --http HOST:PORT   serve Streamable HTTP at http://HOST:PORT/mcp\n"
     "  --unix PATH        serve newline-delimited JSON-RPC on a Unix socket\n"
@@ -29,6 +29,8 @@ static const char usage[] =
     "  --fixtures NAME    add test fixtures: conformance (the MCP conformance\n"
     "                     suite's) or bench (the benchmark's echo tools)\n"
     "  --log-level LEVEL  debug, info, notice, warning, error, ... (stderr logs)\n"
+    "  --plugin FILE      load the plugin in FILE at start (repeatable;\n"
+    "                     docs/plugins.md): plugins are trusted code\n"
     "With no transport flag: Streamable HTTP on 127.0.0.1:8808.  Port 0 picks a\n"
     "free port; each listener prints 'squirreld: listening on URL' on stderr.\n";
 
@@ -83,6 +85,9 @@ static int parse_args(app *a, int argc, char **argv)
                 return die("unknown fixtures '%s' (conformance or bench)%s", v, "");
             free(c->fixtures);
             c->fixtures = strdup(v);
+        } else if (strcmp(f, "--plugin") == 0) {
+            if (sq_srv_config_add_plugin(c, v) != 0)
+                return die("--plugin: bad file '%s'%s", v, "");
         } else if (strcmp(f, "--log-level") == 0) {
             int l = sq_mcp_level_parse(v);
             if (l < 0)

@@ -21,7 +21,7 @@
 #ifndef SQ_MCPTEST_H
 #define SQ_MCPTEST_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>

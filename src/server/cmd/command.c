@@ -225,7 +225,7 @@ int sq_cmd_add(sq_cmds *sys, const sq_cmd_def *def, char *err, size_t errlen)
     }
     c->sys = sys;
     atomic_init(&c->refs, 1); /* the system's list */
-    c->state = CMD_OPEN;
+    c->state = (def->flags & SQ_CMD_START_PAUSED) ? CMD_PAUSED : CMD_OPEN;
     c->impl = i;
     init_limit(c, def->max_concurrent);
     sq_notify_init(&c->changed);
@@ -444,6 +444,43 @@ int sq_cmd_replace(sq_cmds *sys, const sq_cmd_def *def, char *err, size_t errlen
             say(err, errlen, "command %s: its tool could not be listed again", c->name);
     }
     sq__impl_unref(old);
+    sq__cmd_unref(c);
+    return rc;
+}
+
+int sq_cmd_stub(sq_cmds *sys, const char *name, sq_cmd_exec_fn fn)
+{
+    cmd *c = sq__cmd_find(sys, name);
+    if (!c)
+        return -ENOENT;
+    sq__spin_lock(&c->lock);
+    int rc = c->state != CMD_PAUSED || c->inflight || !c->impl ? -EBUSY : 0;
+    cmd_impl *old = rc ? NULL : sq__impl_ref(c->impl);
+    sq__spin_unlock(&c->lock);
+    if (rc) {
+        sq__cmd_unref(c);
+        return rc;
+    }
+    sq_cmd_def d = old->def;
+    d.execute = fn;
+    d.pre = d.post = NULL;
+    d.cleanup = NULL;
+    d.data = NULL;
+    d.release = NULL;
+    d.redact = (const char *const *)old->redact;
+    cmd_impl *i = impl_new(&d, NULL, 0, &rc);
+    if (i) {
+        sq__spin_lock(&c->lock);
+        rc = c->state != CMD_PAUSED || c->inflight || c->impl != old ? -EBUSY : 0;
+        if (rc == 0) {
+            c->impl = i;
+            sq__impl_unref(old); /* the command's reference */
+        }
+        sq__spin_unlock(&c->lock);
+        if (rc)
+            sq__impl_unref(i);
+    }
+    sq__impl_unref(old); /* ours: the last, so old's release runs here */
     sq__cmd_unref(c);
     return rc;
 }

@@ -42,7 +42,7 @@
 #ifndef SQ_SERVER_CMD_H
 #define SQ_SERVER_CMD_H
 
-#include <jansson.h>
+#include "sq_proto/jansson.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +99,9 @@ enum {
     /* Leave the calls of this command out of the history (its figures
      * still count them). */
     SQ_CMD_NO_HISTORY = 1u << 1,
+    /* Registered paused (sq_cmd_pause): listed, its calls wait until
+     * sq_cmd_resume (a plugin's commands, until the plugin is active). */
+    SQ_CMD_START_PAUSED = 1u << 2,
 };
 
 typedef struct sq_cmd_def {
@@ -189,6 +192,13 @@ int sq_cmd_pause(sq_cmds *sys, const char *name, int64_t deadline);
  * -EINVAL (with err), -ENOMEM. */
 int sq_cmd_replace(sq_cmds *sys, const sq_cmd_def *def, char *err,
                    size_t errlen);
+/* Replaces the definition of a paused command with nothing in flight by
+ * one with the same listing (schemas, title, description, limits) whose
+ * execute is fn, without hooks, data or release; the old definition is
+ * released now.  For a reload: the old code goes before it is unloaded,
+ * while the command stays listed and its callers wait.  0, -ENOENT,
+ * -EBUSY, -ENOMEM. */
+int sq_cmd_stub(sq_cmds *sys, const char *name, sq_cmd_exec_fn fn);
 /* Lets a paused command's calls in again (the waiting ones first).
  * 0, -ENOENT. */
 int sq_cmd_resume(sq_cmds *sys, const char *name);
