@@ -167,6 +167,10 @@ static void *stages_main(void *arg)
         goto done;
     }
     stage_execute(c);
+    /* Past the deadline or cancelled: what execute made is dropped
+     * (run_stages says why), and the post-hooks do not run. */
+    if (sq_cancelled())
+        goto done;
     atomic_store(&c->stage, SQ_CMD_STAGE_POST);
     if (c->outcome != SQ_CMD_INPUT_REQUIRED) {
         c->message[0] = c->outcome == SQ_CMD_OK ? '\0' : c->message[0];
