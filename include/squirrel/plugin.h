@@ -48,9 +48,10 @@
  *                 which
  *
  * Plugins start in dependency order (a plugin after those it depends on)
- * and stop in the reverse order.  What a plugin registered during init
- * and start becomes visible to clients when it is active, and is removed
- * for it when it is unloaded: a plugin need not remove anything itself.
+ * and stop in the reverse order.  Commands a plugin registers during init
+ * are listed at once, but their calls wait until it is active.  What it
+ * registered is removed for it when it is unloaded: a plugin need not
+ * remove anything itself.
  *
  * Callbacks run in tasks of the server's runtime.  Each may wait (it is a
  * task); each has the deadline above, after which its task is aborted
