@@ -181,12 +181,16 @@ static int check_desc(sq_plugin *p, char *err, size_t n)
     }
     for (size_t i = 0; i < k; i++)
         deps[i] = strdup(p->d.depends[i]);
-    for (char **x = p->depends; x && *x; x++)
-        free(*x);
-    free(p->depends);
-    free(p->version);
+    /* squirrel://plugins reads them under the lock. */
+    sq_mutex_lock(&p->h->lock);
+    char **old_deps = p->depends, *old_version = p->version;
     p->depends = deps;
     p->version = version;
+    sq_mutex_unlock(&p->h->lock);
+    for (char **x = old_deps; x && *x; x++)
+        free(*x);
+    free(old_deps);
+    free(old_version);
     return 0;
 }
 
@@ -377,9 +381,9 @@ static int run_cb(sq_plugin *p, int which, char *err, size_t n)
 
 /* Takes down what init and start made (p is failing or stopping):
  * stop (if it started), its registrations, destroy, its code. */
-static void teardown(sq_plugin *p, bool started, char *err, size_t n)
+static void teardown(sq_plugin *p, bool started, int64_t deadline, char *err,
+                     size_t n)
 {
-    int64_t deadline = sq_now() + p->h->timeout;
     sq__plug_remove_all(p, deadline);
     if (started && !atomic_load(&p->abandoned) &&
         run_cb(p, CB_STOP, err, n) != 0)
@@ -406,12 +410,12 @@ static int activate(sq_plugin *p, char *err, size_t n)
         rc = run_cb(p, CB_START, err, n);
         if (rc) {
             char e2[300];
-            teardown(p, false, e2, sizeof e2);
+            teardown(p, false, sq_now() + p->h->timeout, e2, sizeof e2);
         }
     } else {
         /* A failed init cleans up after itself; its registrations go. */
         char e2[300];
-        teardown(p, false, e2, sizeof e2);
+        teardown(p, false, sq_now() + p->h->timeout, e2, sizeof e2);
     }
     if (rc) {
         sq__plug_set_state(p, SQ_PLUGIN_FAILED, "%s", err);
@@ -425,13 +429,14 @@ static int activate(sq_plugin *p, char *err, size_t n)
     return 0;
 }
 
-/* Stops an active plugin: calls in flight into it finish, then stop,
- * destroy, unload; `to` is its state afterwards. */
-static void deactivate(sq_plugin *p, int to, const char *why)
+/* Stops an active plugin: calls in flight into it finish (until
+ * `deadline`, then they are aborted), then stop, destroy, unload; `to` is
+ * its state afterwards. */
+static void deactivate(sq_plugin *p, int to, int64_t deadline, const char *why)
 {
     sq__plug_set_state(p, SQ_PLUGIN_SHUTTING_DOWN, "%s", why);
     char err[400] = "";
-    teardown(p, true, err, sizeof err);
+    teardown(p, true, deadline, err, sizeof err);
     if (atomic_load(&p->abandoned))
         sq__plug_set_state(p, SQ_PLUGIN_FAILED, "%s%scalls or callbacks did not end "
                            "when stopped: abandoned", err, err[0] ? "; " : "");
@@ -732,7 +737,7 @@ int sq_plugins_unload(sq_plugins *h, const char *name, char *err, size_t n)
         ops_leave(h);
         return -EBUSY;
     }
-    deactivate(p, SQ_PLUGIN_DISABLED, "unloaded");
+    deactivate(p, SQ_PLUGIN_DISABLED, sq_now() + h->timeout, "unloaded");
     ops_leave(h);
     return 0;
 }
@@ -816,7 +821,9 @@ void sq_plugins_shutdown(sq_plugins *h)
             sq_mutex_unlock(&h->lock);
             if (!last)
                 break;
-            deactivate(last, SQ_PLUGIN_DISABLED, "the server is stopping");
+            /* The server's grace period is over: calls still in the
+             * plugin are aborted now. */
+            deactivate(last, SQ_PLUGIN_DISABLED, sq_now(), "the server is stopping");
         }
     }
     sq_sem_release(&h->ops, 1);
