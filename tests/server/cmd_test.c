@@ -28,6 +28,14 @@ static void note(const char *what)
     sq_mutex_unlock(&log_lock);
 }
 
+static bool log_has(const char *what)
+{
+    sq_mutex_lock(&log_lock);
+    bool has = strstr(stage_log, what) != NULL;
+    sq_mutex_unlock(&log_lock);
+    return has;
+}
+
 static const char *mode_of(sq_cmd_call *c)
 {
     const char *m = json_string_value(json_object_get(sq_cmd_args(c), "mode"));
@@ -153,13 +161,28 @@ MT_TEST(cmd_stage_order)
         json_decref(b.result);
     }
 
+    /* A client's notifications/cancelled reaches the command's wait too,
+     * and its cleanup runs. */
+    mt_conn *c = mt_tcp(m);
+    mt_init(c, "2025-11-25");
+    stage_log[0] = '\0';
+    atomic_store(&exec_entered, 0);
+    mt_line(c, "{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"method\":\"tools/call\",\"params\":"
+               "{\"name\":\"t.stages\",\"arguments\":{\"mode\":\"sleep\"}}}");
+    WAIT_UNTIL(atomic_load(&exec_entered) == 1);
+    mt_line(c, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":"
+               "{\"requestId\":\"s\"}}");
+    WAIT_UNTIL(log_has("cleanup:"));
+    CHECK_STR(stage_log, "pre exec:cancelled cleanup:cancelled");
+    mt_close(c);
+
     /* The figures and the history saw every call. */
     json_t *st = sq_cmd_stats(sys, "t.stages");
     json_t *outs = json_object_get(st, "outcomes");
     CHECK_EQ(json_integer_value(json_object_get(outs, "ok")), 1);
     CHECK_EQ(json_integer_value(json_object_get(outs, "invalid")), 1);
     CHECK_EQ(json_integer_value(json_object_get(outs, "timeout")), 1);
-    CHECK_EQ(json_integer_value(json_object_get(outs, "cancelled")), 20);
+    CHECK_EQ(json_integer_value(json_object_get(outs, "cancelled")), 21);
     json_decref(st);
     json_t *h = sq_cmd_history(sys, "t.stages", SQ_CMD_INVALID, 0);
     CHECK_EQ(json_array_size(h), 1);
