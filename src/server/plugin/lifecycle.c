@@ -229,11 +229,14 @@ static sq_plugin *plugin_new(sq_plugins *h, const char *file)
     const char *base = strrchr(file, '/');
     snprintf(p->name, sizeof p->name, "%s", base ? base + 1 : file);
     atomic_init(&p->st, -1); /* no state until the file is loaded */
+    atomic_init(&p->refs, 1);
     return p;
 }
 
 static void plugin_free(sq_plugin *p)
 {
+    if (atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
     for (char **x = p->depends; x && *x; x++)
         free(*x);
     free(p->depends);
@@ -318,6 +321,7 @@ static void *cb_main(void *arg)
         j->rc = 0;
     }
     cb_unref(j);
+    plugin_free(p); /* the task's reference */
     return NULL;
 }
 
@@ -341,6 +345,7 @@ static int run_cb(sq_plugin *p, int which, char *err, size_t n)
     j->p = p;
     j->which = which;
     atomic_init(&j->refs, 2);
+    atomic_fetch_add(&p->refs, 1); /* the task's */
     char tname[32];
     snprintf(tname, sizeof tname, "plugin:%.16s:%s", p->name, cb_names[which]);
     sq_spawn_opts o = {.name = tname};
@@ -348,6 +353,7 @@ static int run_cb(sq_plugin *p, int which, char *err, size_t n)
     int rc = sq_spawn(&t, cb_main, j, &o);
     if (rc) {
         free(j);
+        atomic_fetch_sub(&p->refs, 1);
         say(err, n, "%s could not run: %s", cb_names[which], sq_strerror(rc));
         return rc;
     }
@@ -859,10 +865,9 @@ void sq_plugins_destroy(sq_plugins *h)
         if (!l)
             break;
         sq__list_remove(&h->plugins, l);
-        sq_plugin *p = sq__list_entry(l, sq_plugin, link);
-        /* An abandoned callback's task may still use its record. */
-        if (!atomic_load(&p->abandoned))
-            plugin_free(p);
+        /* An abandoned callback's task may still use its record: then
+         * it frees it as it ends. */
+        plugin_free(sq__list_entry(l, sq_plugin, link));
     }
     sq_sem_destroy(&h->ops);
     sq_mutex_destroy(&h->lock);

@@ -76,6 +76,9 @@ struct sq_plugin {
     bool inited;               /* init returned 0: destroy is due */
     atomic_bool abandoned;     /* a callback or call never ended: no dlclose */
     uint64_t started_seq;      /* order of activation (stop: reverse) */
+    /* The host's list and each callback's task hold one: an abandoned
+     * callback's task frees the record if it ends after the host. */
+    atomic_int refs;
     struct sq__link link;      /* in h->plugins */
 };
 
