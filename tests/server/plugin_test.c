@@ -21,7 +21,7 @@ typedef struct child {
     mt_child *c;
     mt_server addr;      /* only http_port is used */
     sq__strbuf log;      /* its stderr so far */
-    char cfg[64];        /* a config file, or "" */
+    char cfg[600];       /* a config file, or "" */
 } child;
 
 /* Reads the child's stderr until a line contains `what` (true), or it
@@ -50,7 +50,9 @@ static child *start(const char *cfg, const char *const *env, const char *const *
     const char *argv[32] = {"--http", "127.0.0.1:0"};
     size_t n = 2;
     if (cfg) {
-        snprintf(k->cfg, sizeof k->cfg, "/tmp/sq-plugin-test-%d-XXXXXX", (int)getpid());
+        /* Beside the plugins: the file's relative paths are from there. */
+        snprintf(k->cfg, sizeof k->cfg, SQ_PLUGIN_DIR "/test-config-%d-XXXXXX",
+                 (int)getpid());
         int fd = mkstemp(k->cfg);
         CHECK(fd >= 0);
         CHECK_EQ(write(fd, cfg, strlen(cfg)), (long long)strlen(cfg));
@@ -269,8 +271,9 @@ MT_TEST(plugin_lock_order_reported)
 {
     /* The plugin's locks are the server's runtime's: the checks see them. */
     const char *env[] = {"SQUIRREL_CHECK=order", NULL};
-    const char *args[] = {"--plugin", PLUGIN("tp_lockorder"), NULL};
-    child *k = start(NULL, env, args);
+    const char *args[] = {NULL};
+    /* Loaded from the config file, by a path relative to it. */
+    child *k = start("{\"plugins\": [\"tp_lockorder.so\"]}", env, args);
     char *a = call(k, "lo.ab", "{}");
     CHECK(answer_has(a, "taken"));
     free(a);
