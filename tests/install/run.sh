@@ -36,7 +36,10 @@ check "$work/pc_shared"
 $cc -static-libgcc -o "$work/pc_static" "$src/examples/hello.c" $(pkg-config --cflags squirrel) \
     "$lib/libsquirrel.a" $(pkg-config --static --libs-only-other squirrel)
 check "$work/pc_static"
-ldd "$work/pc_static" | grep -q libsquirrel && { echo "pc_static links libsquirrel.so" >&2; exit 1; }
+# (ldd's output read whole: grep -q stopping early would make ldd die of
+# SIGPIPE, which pipefail counts as a failure.)
+deps=$(ldd "$work/pc_static")
+grep -q libsquirrel <<<"$deps" && { echo "pc_static links libsquirrel.so" >&2; exit 1; }
 
 # find_package.
 cmake -S "$src/tests/install" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
@@ -45,7 +48,8 @@ cmake -S "$src/tests/install" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" 
 cmake --build "$work/consumer" >/dev/null
 check "$work/consumer/hello_shared"
 check "$work/consumer/hello_static"
-ldd "$work/consumer/hello_shared" | grep -q "$lib/libsquirrel.so" ||
+deps=$(ldd "$work/consumer/hello_shared")
+grep -q "$lib/libsquirrel.so" <<<"$deps" ||
     { echo "hello_shared does not use the installed libsquirrel.so" >&2; exit 1; }
 
 # The shared library exports the API (sq_ names) and no internal name.
