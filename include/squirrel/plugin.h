@@ -155,7 +155,7 @@ typedef struct sq_plugin_resource {
     void (*release)(void *data);
 } sq_plugin_resource;
 
-/* A resource template (RFC 6570 {var} and {+var}): reads of URIs it
+/* A resource template (RFC 6570, simple {var} only): reads of URIs it
  * matches go to read. */
 typedef struct sq_plugin_template {
     uint32_t size;
