@@ -21,6 +21,7 @@ static const char usage[] =
     "                 [--config FILE] [--token-file FILE] [--fixtures conformance]\n"
     "                 [--log-level LEVEL] [--store sqlite:PATH|memory|none]\n"
     "                 [--admin HOST:PORT] [--no-request-metrics]\n"
+    "                 [--plugin FILE]...\n"
     "  --stdio            serve MCP on stdin/stdout (newline-delimited JSON-RPC)\n"
     "  --http HOST:PORT   serve Streamable HTTP at http://HOST:PORT/mcp\n"
     "  --unix PATH        serve newline-delimited JSON-RPC on a Unix socket\n"
@@ -37,6 +38,8 @@ static const char usage[] =
     "  --admin HOST:PORT  serve /metrics, /health, /debug/tasks, /debug/locks and\n"
     "                     /console there (else on the --http listeners)\n"
     "  --no-request-metrics  no per-request metrics (requests, latency, bytes)\n"
+    "  --plugin FILE      load the plugin in FILE at start (repeatable;\n"
+    "                     docs/plugins.md): plugins are trusted code\n"
     "With no transport flag: Streamable HTTP on 127.0.0.1:8808.  Port 0 picks a\n"
     "free port; each listener prints 'squirreld: listening on URL' on stderr.\n";
 
@@ -104,6 +107,9 @@ static int parse_args(app *a, int argc, char **argv)
                 return die("unknown store '%s' (sqlite:PATH, memory or none)%s", v, "");
             free(c->store);
             c->store = strdup(v);
+        } else if (strcmp(f, "--plugin") == 0) {
+            if (sq_srv_config_add_plugin(c, v) != 0)
+                return die("--plugin: bad file '%s'%s", v, "");
         } else if (strcmp(f, "--log-level") == 0) {
             int l = sq_mcp_level_parse(v);
             if (l < 0)

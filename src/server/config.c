@@ -29,6 +29,7 @@ void sq_srv_config_init(sq_srv_config *c)
     c->server_name = strdup("squirreld");
     c->request_metrics = true;
     c->alert_interval = SQ_SEC;
+    c->plugin_timeout = 30 * SQ_SEC;
 }
 
 static void free_list(char **l, size_t n)
@@ -53,6 +54,7 @@ void sq_srv_config_free(sq_srv_config *c)
     free(c->store);
     free(c->alerts_json);
     free(c->checks);
+    free_list(c->plugins, c->nplugins);
     memset(c, 0, sizeof *c);
 }
 
@@ -94,6 +96,8 @@ int sq_srv_config_copy(sq_srv_config *d, const sq_srv_config *s)
         rc = dup_list(&d->allowed_hosts, s->allowed_hosts, s->nallowed_hosts);
     if (rc == 0)
         rc = dup_list(&d->allowed_origins, s->allowed_origins, s->nallowed_origins);
+    if (rc == 0)
+        rc = dup_list(&d->plugins, s->plugins, s->nplugins);
     if (rc == 0 && ((s->token_file && !d->token_file) ||
                     (s->fixtures && !d->fixtures) || !d->server_name ||
                     (s->alerts_json && !d->alerts_json) || (s->checks && !d->checks)))
@@ -122,6 +126,45 @@ int sq_srv_config_add_listen(sq_srv_config *c, int kind, const char *address)
     if (!(l[c->nlisten].address = strdup(address)))
         return -ENOMEM;
     c->nlisten++;
+    return 0;
+}
+
+int sq_srv_config_add_plugin(sq_srv_config *c, const char *path)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    char **l = realloc(c->plugins, (c->nplugins + 1) * sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    c->plugins = l;
+    if (!(l[c->nplugins] = strdup(path)))
+        return -ENOMEM;
+    c->nplugins++;
+    return 0;
+}
+
+/* Plugins named in a config file: added to those given so far; a
+ * relative path is taken from the file's directory. */
+static int plugin_list(sq_srv_config *c, json_t *v, const char *file)
+{
+    if (!json_is_array(v))
+        return -EINVAL;
+    const char *slash = strrchr(file, '/');
+    int dirlen = slash ? (int)(slash - file) : 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        const char *p = json_string_value(e);
+        if (!p || !*p)
+            return -EINVAL;
+        char *full = NULL;
+        if (p[0] != '/' && slash && asprintf(&full, "%.*s/%s", dirlen, file, p) < 0)
+            return -ENOMEM;
+        int rc = sq_srv_config_add_plugin(c, full ? full : p);
+        free(full);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -336,6 +379,14 @@ int sq_srv_config_load(sq_srv_config *c, const char *path, char *err,
                 free(c->alerts_json);
                 c->alerts_json = t;
             }
+        } else if (strcmp(k, "plugins") == 0) {
+            rc = plugin_list(c, v, path);
+        } else if (strcmp(k, "plugin_admin") == 0) {
+            rc = json_is_boolean(v) ? (c->plugin_admin = json_is_true(v), 0) : -EINVAL;
+        } else if (strcmp(k, "plugin_timeout") == 0) {
+            rc = duration(v, &d);
+            if (rc == 0)
+                rc = d > 0 ? (c->plugin_timeout = d, 0) : -EINVAL;
         } else {
             json_decref(root);
             return bad(err, errlen, "%s: unknown key \"%s\"", path, k);

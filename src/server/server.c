@@ -2,6 +2,8 @@
  * notifications that go to every session and listener when the registry
  * changes or a resource is updated. */
 #include "methods.h"
+#include "sq_server/cmd.h"
+#include "sq_server/plugins.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +154,11 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         sq_srv_destroy(s);
         return rc;
     }
+    if ((rc = sq_cmds_create(&s->cmds, s, NULL)) != 0) {
+        snprintf(err, errlen, "the command system: %s", sq_strerror(rc));
+        sq_srv_destroy(s);
+        return rc;
+    }
     if (s->cfg.fixtures) {
         if (strcmp(s->cfg.fixtures, "conformance") == 0)
             rc = sq_fixtures_conformance(s);
@@ -175,6 +182,13 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         return rc;
     }
     s->server_info = sq_server_info(s); /* NULL (no memory): made per call */
+    if ((rc = sq_plugins_create(&s->plugins, s)) != 0) {
+        snprintf(err, errlen, "the plugin host: %s", sq_strerror(rc));
+        sq_srv_destroy(s);
+        return rc;
+    }
+    /* A plugin that fails is logged and marked failed; the server runs. */
+    sq_plugins_start(s->plugins, s->cfg.plugins, s->cfg.nplugins);
     sq_spawn_opts o = {.name = "mcp-deadlines"};
     if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0 ||
         (rc = sq_mon_start(s)) != 0) {
@@ -485,6 +499,9 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
         sq_mutex_unlock(&s->lock);
         sq_sleep(5 * SQ_MSEC);
     }
+    /* Plugins stop (newest first): calls still in them end or are
+     * aborted at their deadline, then their stop and destroy run. */
+    sq_plugins_shutdown(s->plugins);
     /* Then everything still there is cancelled: sessions end, the
      * listeners and connections stop. */
     for (;;) {
@@ -514,6 +531,11 @@ void sq_srv_destroy(sq_srv *s)
         return;
     if (s->tasks)
         sq_group_destroy(s->tasks);
+    /* The commands first: the registry's tool entries may still hold
+     * them, and let go of them as it is freed. */
+    sq_plugins_shutdown(s->plugins); /* after a failed create */
+    sq_plugins_destroy(s->plugins);
+    sq_cmds_destroy(s->cmds);
     /* The registry first: a tool's release may unregister its health
      * component. */
     sq__registry_free(s->reg);

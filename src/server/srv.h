@@ -349,6 +349,10 @@ struct sq_srv {
     struct sq_mon *mon;
     bool has_admin;             /* an admin listener is configured: the
                                  * monitoring endpoints are there only */
+    /* Components: the command system (cmd/) and the plugin host
+     * (plugin/), made by sq_srv_create. */
+    struct sq_cmds *cmds;
+    struct sq_plugins *plugins;
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64

@@ -27,7 +27,7 @@ async function behaviours(client, transport) {
     // list
     const { tools } = await client.listTools();
     const names = tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['echo', 'echo_validated', 'sleep'], `${transport}: tools`);
+    assert.deepEqual(names, ['echo', 'echo_validated', 'help', 'history', 'sleep', 'status'], `${transport}: tools`);
     assert.equal(tools.find((t) => t.name === 'echo').inputSchema.type, 'object');
 
     // call

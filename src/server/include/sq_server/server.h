@@ -79,6 +79,13 @@ typedef struct sq_srv_config {
     char *checks;               /* SQUIRREL_CHECK words switched on at
                                  * start ("deadlock": lock holders and
                                  * waiters on /debug), or NULL */
+    /* Plugins (docs/plugins.md): shared objects loaded at start, in
+     * dependency order; the admin tool plugin_admin (off: it loads code
+     * into the server); each plugin callback's deadline (30 s). */
+    char **plugins;
+    size_t nplugins;
+    bool plugin_admin;
+    int64_t plugin_timeout;
 } sq_srv_config;
 
 /* squirreld's store when neither --store nor the config file names one. */
@@ -93,6 +100,8 @@ void sq_srv_config_free(sq_srv_config *c);
 int sq_srv_config_copy(sq_srv_config *d, const sq_srv_config *s);
 /* Adds a listener.  0, -EINVAL (a bad address), -ENOMEM. */
 int sq_srv_config_add_listen(sq_srv_config *c, int kind, const char *address);
+/* Adds a plugin to load at start.  0, -EINVAL (empty), -ENOMEM. */
+int sq_srv_config_add_plugin(sq_srv_config *c, const char *path);
 /* Reads a JSON config file into c (docs/server.md, "Configuration"):
  * unknown keys and bad values are errors.  0, or a negative errno with a
  * message in err (errlen bytes).  Blocks the calling thread on the file:
