@@ -35,6 +35,12 @@ sq_mcp_req *sq_req_new(sq_srv *s, sq_rpc_msg *m, int era, const char *version,
         json_decref(r->caps); /* the new object's own reference */
     r->log_level = -1;
     r->method = strdup(m->method ? m->method : "");
+    /* The whole message is held, not only its params: jansson frees a
+     * message's members inside its own delete, which is not ordered after
+     * this request's reads on another worker; holding the message makes
+     * the last reference (and the free) this request's or ordered by our
+     * reference counting (sq_proto/jansson.h). */
+    r->msg = json_incref(m->json);
     r->params = m->params && json_is_object(m->params) ? json_incref(m->params)
                                                        : json_object();
     r->id = m->id;
@@ -75,6 +81,7 @@ void sq_req_unref(sq_mcp_req *r)
     json_decref(r->caps);
     json_decref(r->params);
     json_decref(r->progress_token);
+    json_decref(r->msg);
     json_decref(r->inputs);
     json_decref(r->state);
     json_decref(r->err_data);
@@ -179,10 +186,14 @@ int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
     int rc = 0;
     sq_mutex_lock(&t->lock);
     /* O(n) over at most max_inflight_session requests: ids are checked
-     * for reuse, which the specification forbids while in flight. */
+     * for reuse, which the specification forbids while in flight.  A
+     * request already answered (or cancelled) is no longer in flight for
+     * its client, even if its task has not yet left the list: a client
+     * may reuse the id as soon as it has the answer. */
     SQ__LIST_FOREACH(l, &t->reqs) {
         sq_mcp_req *o = sq__list_entry(l, sq_mcp_req, link);
-        if (o->key && r->key && strcmp(o->key, r->key) == 0) {
+        if (o->key && r->key && strcmp(o->key, r->key) == 0 &&
+            atomic_load_explicit(&o->phase, memory_order_acquire) == SQ_REQ_RUNNING) {
             rc = -EEXIST;
             break;
         }

@@ -137,6 +137,7 @@ struct sq_mcp_req {
     int log_level;              /* minimum level sent, -1: none */
     char *method;
     json_t *params;             /* a reference; never NULL (an object) */
+    json_t *msg;                /* the whole message params is part of */
     char *id;                   /* raw id text */
     char *key;                  /* canonical id (for cancellation) */
     json_t *progress_token;     /* a reference, or NULL */
