@@ -159,6 +159,7 @@ typedef struct sq__task {
     int cancel_mask;               /* only touched by the task itself */
     atomic_bool cancel_req;
     bool started;
+    bool ran_once;                 /* its first run has ended (sched.c) */
     bool finished;                 /* under lock */
     uint8_t handle;                /* SQ__H_*, under lock */
     atomic_int refs;               /* handle + running */
@@ -323,6 +324,11 @@ typedef struct sq__worker {
      * it has not moved, and when its LIFO slot and spawn buffer were last
      * emptied by this worker (steal_any; NULL if it could not be had) */
     struct sq__seen { uint64_t switches; int64_t since, held_at; } *seen;
+    /* Convoy feeding (sched.c): first runs in a row that ended queued on
+     * a lock while no hand-off came here; while backoff_until is ahead,
+     * this worker leaves the shared queues to workers that are busy. */
+    uint32_t feed;
+    int64_t backoff_until;
     /* How long the next watching park may last (sched.c). */
     int64_t watch_ns;
     /* sq_runtime_stats figures: written by the owner only (a plain load

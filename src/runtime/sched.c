@@ -36,7 +36,8 @@
  * the other.  Work that thieves leave to a busy worker (hand-off affinity,
  * the LIFO slot, the spawn buffer) wakes nobody; one parked worker watches
  * with a deadline instead, and takes it if that worker gets stuck (see
- * "Watching").
+ * "Watching").  A worker that only lengthens a lock's queue with the tasks
+ * it starts backs off from the shared queues ("Convoy feeding").
  *
  * Deterministic mode (sq_runtime_opts.seed, one worker): pushes go where
  * they always go, but each pick first gathers every queued task (LIFO
@@ -571,9 +572,9 @@ static void searching_done(sq__worker *w, bool found)
 }
 
 /* Watching.  Work a thief leaves alone for now (tasks queued by hand-offs,
- * a running worker's LIFO slot and spawn buffer) must still be taken if
- * the worker holding it stops switching: a task that computes without
- * waiting would hold it for ever.
+ * a running worker's LIFO slot and spawn buffer, the shared queues while a
+ * worker backs off) must still be taken if the worker holding it stops
+ * switching: a task that computes without waiting would hold it for ever.
  * So while any other worker is awake, one parked worker parks with a
  * deadline (the watcher): it wakes after WATCH_MIN_NS, then twice as long
  * each time it finds nothing, up to WATCH_MAX_NS, looks (steal_any takes
@@ -594,6 +595,8 @@ static SQ__NOINLINE void watch_kick(sq_runtime *rt)
     sq__sched_notify(rt);
 }
 
+static bool may_take_shared(sq__worker *w, int64_t now);
+
 /* For a worker about to sleep: is there work it would take now (true), or
  * only work it leaves alone for now (*held)? */
 static bool work_for(sq__worker *w, bool *held)
@@ -601,14 +604,18 @@ static bool work_for(sq__worker *w, bool *held)
     sq_runtime *rt = w->rt;
     if (lifo_get(w) || fresh_n(w) || rq_len(&w->rq) || dq_len(&w->dq))
         return true;
-    if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0)
-        return true;
+    bool shared = w->backoff_until == 0 || may_take_shared(w, sq_now());
+    if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0) {
+        if (shared)
+            return true;
+        *held = true;
+    }
     for (int i = 0; i < rt->nworkers; i++) {
         sq__worker *v = &rt->workers[i];
         if (v == w)
             continue;
         if (rq_len(&v->rq) > 0 || dq_len(&v->dq) > 0) {
-            if (!oldest_is_handoff(v))
+            if (shared && !oldest_is_handoff(v))
                 return true;
             *held = true;
         }
@@ -813,6 +820,99 @@ static sq__task *steal_any(sq__worker *w)
     return NULL;
 }
 
+/* Convoy feeding.  A task's first run that ends queued on a lock
+ * (mutex, rwlock, semaphore) while the lock's hand-offs go to another
+ * worker has done nothing but join a queue that worker serves; the task
+ * now holds a stack, and will be resumed there, cold, when its turn
+ * comes.  A worker that does this FEED_MAX times in a row, with no
+ * hand-off coming its way, is feeding a convoy: starting more tasks from
+ * the shared queues only makes it longer, and with a backlog of thousands
+ * it grows to thousands of parked stacks, each resumed with cache and TLB
+ * misses (seed.lock_contention: 360 to 1,180 ns per operation from run to
+ * run, against 250-300 ns when the tasks run one after another).  So it
+ * backs off for BACKOFF_NS: it leaves the global queue and other workers'
+ * queues (and puts back its FIFO ring's) to the workers that are busy,
+ * which start those tasks when the queue is short or empty.  If every
+ * other worker sleeps, it takes work at once. */
+#define FEED_MAX 16
+#define BACKOFF_NS (1 * SQ_MSEC)
+
+/* Puts w's whole FIFO ring back at the head of the global queue. */
+static void rq_spill(sq__worker *w)
+{
+    sq__runq *q = &w->rq;
+    for (;;) {
+        unsigned head = atomic_load_explicit(&q->head, memory_order_acquire);
+        unsigned tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        unsigned n = tail - head;
+        if (n == 0 || n > SQ__RQ_CAP)
+            return;
+        /* claim first, link after (see rq_push) */
+        if (!atomic_compare_exchange_strong_explicit(
+                &q->head, &head, head + n, memory_order_acq_rel,
+                memory_order_acquire))
+            continue;
+        sq__task *first = NULL, *last = NULL;
+        for (unsigned i = 0; i < n; i++) {
+            sq__task *x = atomic_load_explicit(&q->buf[(head + i) % SQ__RQ_CAP],
+                                               memory_order_relaxed);
+            if (last)
+                last->qnext = x;
+            else
+                first = x;
+            last = x;
+        }
+        sq_runtime *rt = w->rt;
+        pthread_mutex_lock(&rt->gq_lock);
+        last->qnext = rt->gq_head;
+        rt->gq_head = first;
+        if (!rt->gq_tail)
+            rt->gq_tail = last;
+        atomic_fetch_add_explicit(&rt->gq_len, n, memory_order_relaxed);
+        pthread_mutex_unlock(&rt->gq_lock);
+        return;
+    }
+}
+
+/* Notes how the first run of a task on w ended (switch_away). */
+static void feed_note(sq__worker *w, sq__task *self, int action)
+{
+    sq__waiter *wt = atomic_load_explicit(&self->waiting,
+                                          memory_order_relaxed);
+    if (action != SQ__SW_PARK || !wt ||
+        !(SQ__WAIT_IS_LOCK(wt->kind) || wt->kind == SQ__WAIT_SEM)) {
+        w->feed = 0;
+        return;
+    }
+    if (++w->feed < FEED_MAX || w->rt->nworkers < 2)
+        return;
+    w->feed = 0;
+    w->backoff_until = sq_now() + BACKOFF_NS;
+    rq_spill(w);
+}
+
+/* May w take work from the global queue and other workers' queues?  Not
+ * while it backs off, unless every other worker sleeps. */
+static bool may_take_shared(sq__worker *w, int64_t now)
+{
+    if (now >= w->backoff_until) {
+        w->backoff_until = 0;
+        return true;
+    }
+    sq_runtime *rt = w->rt;
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__worker *v = &rt->workers[i];
+        if (v != w && !atomic_load_explicit(&v->parked, memory_order_relaxed))
+            return false;
+    }
+    return true;
+}
+
+static inline bool shared_ok(sq__worker *w)
+{
+    return SQ__LIKELY(w->backoff_until == 0) || may_take_shared(w, sq_now());
+}
+
 static void maintenance(sq__worker *w)
 {
     sq_runtime *rt = w->rt;
@@ -851,12 +951,15 @@ static sq__task *dq_take_stale(sq__worker *w)
 }
 
 /* Any queued task: w's deque, its FIFO ring, the global queue, then the
- * other workers'. */
+ * other workers' (the last two not while w backs off). */
 static sq__task *take_queued(sq__worker *w)
 {
     sq__task *t;
-    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)) ||
-        (t = global_pop(w)) || (t = steal_any(w)))
+    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)))
+        return t;
+    if (!shared_ok(w))
+        return NULL;
+    if ((t = global_pop(w)) || (t = steal_any(w)))
         return t;
     return NULL;
 }
@@ -872,8 +975,8 @@ static sq__task *find_work(sq__worker *w)
     bool pushed = false;
     if (++w->tick % 61 == 0) {
         maintenance(w);
-        if ((t = global_pop_max(w, 1)) || (t = rq_pop(&w->rq)) ||
-            (t = dq_take_stale(w))) {
+        if ((shared_ok(w) && (t = global_pop_max(w, 1))) ||
+            (t = rq_pop(&w->rq)) || (t = dq_take_stale(w))) {
             /* Tasks just spawned wait behind it, where others may take
              * them.  (If nothing older is found they run next, below, and
              * no other worker needs waking for them.) */
@@ -927,12 +1030,15 @@ found:
  * work.  Spinning is bounded (SPIN_NS) and at most half of the workers
  * spin at once; while one spins it counts as searching, so whoever makes
  * work visible does not pay for waking a parked worker.  A worker woken by
- * its watch deadline does not spin (see park_worker). */
+ * its watch deadline does not spin (see park_worker), nor does one that
+ * backs off (see feed_note). */
 #define SPIN_NS (50 * SQ_USEC)
 
 static sq__task *spin_for_work(sq__worker *w)
 {
     sq_runtime *rt = w->rt;
+    if (!shared_ok(w))
+        return NULL; /* backing off: only its own queues, already empty */
     if (!w->searching) {
         unsigned n = atomic_load(&rt->nsearching);
         if (2 * n >= (unsigned)rt->nworkers && rt->nworkers > 1)
@@ -1150,6 +1256,9 @@ static void do_switch(sq__worker *w, sq__ctx *from, sq__task *to, bool dying)
         atomic_exchange_explicit(&to->state, SQ__T_RUNNING,
                                  memory_order_acq_rel);
         SQ__STAT_INC(w, switches);
+        /* a hand-off came here: this worker serves the lock's queue */
+        if (atomic_load_explicit(&to->handoff, memory_order_relaxed))
+            w->feed = 0;
     }
     w->cur = to;
     sq__ctx_switch(from, to ? &to->ctx : &w->sched_ctx);
@@ -1166,6 +1275,10 @@ void sq__sched_switch_away(int action)
     sq__worker *w = sq__worker_current();
     sq__task *self = w->cur;
     sq__task *next;
+    if (SQ__UNLIKELY(!self->ran_once)) {
+        self->ran_once = true;
+        feed_note(w, self, action);
+    }
     if (SQ__UNLIKELY(w->det)) {
         bool stay = false;
         next = det_next_runnable(w, action == SQ__SW_YIELD, &stay);
