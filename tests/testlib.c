@@ -39,6 +39,77 @@ void *sq_test_run(int workers, sq_task_fn fn, void *arg)
     return res;
 }
 
+/* ------------------------------------------------------------- storms */
+
+static const sq_spawn_opts storm_stack = {.stack_size = SQ_STACK_MIN};
+
+void sq_test_cancel_storm(const sq_test_storm *s)
+{
+    sq_task *t = calloc((size_t)s->tasks, sizeof *t);
+    sq_task *bg = calloc((size_t)s->background + 1, sizeof *bg);
+    CHECK(t != NULL && bg != NULL);
+    if (!t || !bg) {
+        free(t);
+        free(bg);
+        return;
+    }
+    uint32_t x = s->seed ? s->seed : 1;
+    for (int i = 0; i < s->background; i++)
+        CHECK_EQ(sq_spawn(&bg[i], s->background_fn, s->arg, &storm_stack),
+                 0);
+    for (int i = 0; i < s->tasks; i++) {
+        void *arg = s->arg_stride ? (char *)s->arg + (size_t)i * s->arg_stride
+                                  : s->arg;
+        CHECK_EQ(sq_spawn(&t[i], s->fn, arg, &storm_stack), 0);
+        if (s->every && i % s->every == s->every - 1) {
+            for (int k = 0; k < s->aborts; k++)
+                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
+            sq_yield();
+        }
+        if (s->after_spawn)
+            s->after_spawn(i, s->ctx);
+    }
+    for (int i = 0; s->last_one_in && i < s->tasks; i++)
+        if (sq_test_rnd(&x) % s->last_one_in == 0)
+            sq_abort(t[i]);
+    if (s->after_aborts)
+        s->after_aborts(s->ctx);
+    for (int i = 0; i < s->tasks; i++)
+        sq_join(t[i], NULL);
+    if (s->stop)
+        atomic_store(s->stop, 1);
+    for (int i = 0; i < s->background; i++)
+        CHECK_EQ(sq_join(bg[i], NULL), 0);
+    free(t);
+    free(bg);
+}
+
+long sq_test_abort_while_running(sq_task_fn fn, void *arg, int tasks,
+                                 atomic_int *go, int stride,
+                                 int64_t pause_ns)
+{
+    sq_task *t = calloc((size_t)tasks, sizeof *t);
+    CHECK(t != NULL);
+    if (!t)
+        return 0;
+    for (int i = 0; i < tasks; i++)
+        CHECK_EQ(sq_spawn(&t[i], fn, arg, &storm_stack), 0);
+    if (go)
+        atomic_store(go, 1);
+    for (int i = 0; i < tasks; i += stride) {
+        sq_sleep(pause_ns);
+        sq_abort(t[i]);
+    }
+    long total = 0;
+    for (int i = 0; i < tasks; i++) {
+        void *r = NULL;
+        sq_join(t[i], &r);
+        total += (long)(intptr_t)r;
+    }
+    free(t);
+    return total;
+}
+
 int main(int argc, char **argv)
 {
     int passed = 0, failed = 0;

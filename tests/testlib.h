@@ -5,6 +5,7 @@
 #define SQ_TESTLIB_H
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,54 @@ static inline uint32_t sq_test_rnd(uint32_t *x)
             sq_sleep(50 * SQ_USEC);                                   \
         }                                                             \
     } while (0)
+
+/* ------------------------------------------------------ storms */
+/* Shapes that many concurrency tests share; each test keeps its own task
+ * bodies and checks its own invariants.  All are called from a task
+ * (typically the root of sq_test_run), spawn with the smallest stack
+ * (SQ_STACK_MIN), fail the test if a spawn fails, and return once every
+ * task they spawned has finished. */
+
+/* A cancel storm: `tasks` tasks are spawned one after another, and aborted
+ * at random as they come (so that aborts land on tasks not yet started,
+ * queued or waiting), then some more are aborted at the end, and all are
+ * joined. */
+typedef struct sq_test_storm {
+    int tasks;               /* how many to spawn */
+    sq_task_fn fn;           /* each runs fn(arg) ... */
+    void *arg;
+    size_t arg_stride;       /* ... or, if not 0, task i runs
+                              * fn((char *)arg + i * arg_stride) */
+    int every, aborts;       /* after every `every` spawns: abort `aborts`
+                              * tasks drawn among those spawned so far,
+                              * then yield (every 0: none) */
+    unsigned last_one_in;    /* after the spawns: abort each task with a
+                              * chance of 1 in last_one_in (1: all; 0:
+                              * none) */
+    uint32_t seed;           /* of the draws; not 0 */
+    /* Optional: `background` tasks of background_fn(arg), spawned before
+     * the storm and joined after it (each must return 0, as NULL): they
+     * run until *stop, which is set once the storm's tasks are joined. */
+    int background;
+    sq_task_fn background_fn;
+    atomic_int *stop;
+    /* Optional: called after task i is spawned (and any aborts). */
+    void (*after_spawn)(int i, void *ctx);
+    /* Optional: called once every abort is made, before the joins. */
+    void (*after_aborts)(void *ctx);
+    void *ctx;
+} sq_test_storm;
+
+void sq_test_cancel_storm(const sq_test_storm *s);
+
+/* Tasks aborted while they run: spawns `tasks` tasks of fn(arg), sets *go
+ * (if go is not NULL) once all are spawned, then aborts task 0, stride,
+ * 2 stride, ..., each after a pause of pause_ns, and joins them all.
+ * Returns the sum of their results (each an intptr_t; NULL for a task
+ * aborted before it ran). */
+long sq_test_abort_while_running(sq_task_fn fn, void *arg, int tasks,
+                                 atomic_int *go, int stride,
+                                 int64_t pause_ns);
 
 /* True when built with a sanitizer or run under emulation: time bounds
  * are looser there. */

@@ -29,20 +29,18 @@
 extern "C" {
 #endif
 
-struct sq__barrier_node;
-
 typedef struct sq_barrier {
     atomic_int _lock;      /* spin lock over the fields below */
     size_t _parties;       /* n */
     size_t _arrived;       /* parties waiting in the current generation */
     uint64_t _generation;  /* generations completed */
-    struct sq__barrier_node *_head, *_tail; /* waiting parties, in order */
+    struct sq__list _waiting; /* waiting parties, in order of arrival */
 } sq_barrier;
 
 /* A barrier for n parties (n >= 1, not checked here). */
 #define SQ_BARRIER_INITIALIZER(n) \
     {._lock = 0, ._parties = (n), ._arrived = 0, ._generation = 0, \
-     ._head = NULL, ._tail = NULL}
+     ._waiting = SQ__LIST_INIT}
 
 /* Initialises b for n parties.  -EINVAL if n == 0.  Never waits. */
 int sq_barrier_init(sq_barrier *b, size_t n);

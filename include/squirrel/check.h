@@ -24,6 +24,11 @@
  * Reports go to stderr (or to the function given to
  * sq_check_set_reporter), one multi-line text per finding; a finding
  * whose bit is in `abort_on` aborts the process after its report.
+ *
+ * Besides the findings: a snapshot of every task, its wait and its locks,
+ * as C structures (sq_check_snapshot_take) or as the task dump
+ * (sq_check_dump, its rendering as text or JSON), and a copy of the
+ * lock-order graph (sq_check_order_graph_take), for monitoring.
  */
 #ifndef SQUIRREL_CHECK_H
 #define SQUIRREL_CHECK_H
@@ -91,6 +96,52 @@ void sq_check_set_reporter(sq_check_reporter fn, void *arg);
  * since the process started.  Never waits. */
 uint64_t sq_check_count(unsigned findings);
 
+/* --------------------------------- passing a held lock to another task */
+/* Task-aware locks are not owner-bound: a task may lock one, pass the
+ * data it protects to another task (over a channel, say) and let that
+ * one unlock it (squirrel/sync.h).  Nothing in the lock calls tells the
+ * checks that this happened, and at the moment the first task goes on
+ * the lock is still held: until the unlock they would charge it to the
+ * task that took it, so that task's next wait would be reported as a
+ * lock held across a wait, the locks it takes next would be recorded as
+ * ordered after it (false inversions follow), and the deadlock search
+ * would make it a holder.  So a lock passed on is declared: the sender
+ * calls sq_check_lock_transfer before it hands the data over, and the
+ * receiver may call sq_check_lock_adopt to be charged with it from then
+ * on (or just unlock it).  Both are cheap and harmless with the checks
+ * off; call them unconditionally where a lock changes hands. */
+
+/* The calling task or thread gives its hold of `lock` (the address of an
+ * sq_mutex or sq_rwlock it holds: the write lock, or its newest read
+ * hold) to nobody in particular: from now on the hold is "in transit",
+ * charged to no task or thread (the snapshot lists it among `unowned`,
+ * with the holder "nobody (in transit)"), until a task or thread adopts
+ * it or unlocks the lock.  The caller's waits are then not held across
+ * it, the locks it takes are not ordered after it, and the deadlock
+ * search does not count the caller as its holder.  The lock itself is
+ * untouched: still locked, with the same waiters.  Call it before the
+ * send that passes the lock on (after it, the receiver may already have
+ * unlocked it, and the call returns -ENOENT).  Returns 0, -ENOENT if the
+ * checks know no hold of `lock` by the caller (the checks were never
+ * on, the lock was taken while no hook was installed, or the caller does
+ * not hold it: harmless), -EINVAL for NULL, -ENOTSUP if built with
+ * SQ_CHECKS=0.  Never waits (it briefly takes the checks' lock); not a
+ * cancellation point. */
+int sq_check_lock_transfer(const void *lock);
+
+/* The calling task or thread takes over a hold of `lock` in transit: it
+ * is charged with it from now on, as if it had taken the lock itself (the
+ * hold keeps its class, site and time of taking, so a long hold is
+ * measured from the lock call).  Optional: a receiver may unlock a lock
+ * in transit without adopting it, but until it adopts it the checks do
+ * not see it holding the lock (a wait meanwhile is not reported).
+ * Returns 0, -ENOENT if no hold of `lock` is in transit (never
+ * transferred, already adopted or unlocked, or unknown to the checks),
+ * -ENOMEM if the caller's record could not be made, -EINVAL for NULL,
+ * -ENOTSUP if built with SQ_CHECKS=0.  Never waits; not a cancellation
+ * point. */
+int sq_check_lock_adopt(const void *lock);
+
 /* ------------------------------------------------- the lock-order graph */
 /* Lock classes are the nodes; an order A -> B is recorded the first time
  * a task or thread takes a lock of class B (not by a try) while holding
@@ -118,6 +169,58 @@ void sq_check_get_order_stats(sq_check_order_stats *out);
  * waits. */
 void sq_check_reset_order_graph(void);
 
+/* The graph itself, for a monitoring page (/debug/locks) or a test: every
+ * class and every order recorded, with where and by whom each order was
+ * first taken.  A copy, owned by the caller; its strings and arrays live
+ * until sq_check_order_graph_free. */
+typedef struct sq_check_order_class {
+    const char *name;      /* the class ("file:line" or a given name) */
+} sq_check_order_class;
+
+typedef struct sq_check_order_edge {
+    size_t from, to;       /* indices into classes: `to` taken under `from` */
+    bool from_shared;      /* `from` was held as a read lock */
+    bool to_shared;        /* `to` was taken as a read lock */
+    const char *from_site; /* where the held lock of `from` was taken */
+    const char *to_site;   /* where the lock of `to` was taken */
+    const char *first_by;  /* the task or thread that did it first:
+                            * "task 'name' #id" or "thread <tid>" */
+    const char *first_by_spawn_site; /* its spawn site, or NULL */
+    bool reported;         /* this order closed a reported inversion (or
+                            * nested two locks of one class) */
+} sq_check_order_edge;
+
+typedef struct sq_check_order_graph {
+    size_t nclasses;
+    const sq_check_order_class *classes;
+    size_t nedges;
+    const sq_check_order_edge *edges;  /* in the order they were recorded */
+    sq_check_order_stats stats;        /* as sq_check_get_order_stats */
+} sq_check_order_graph;
+
+/* Copies the lock-order graph into *out (free it with
+ * sq_check_order_graph_free).  Works whether or not the order check is on
+ * now (the graph holds what was recorded while it was).  Returns 0,
+ * -EINVAL if out is NULL, -ENOMEM (*out is then NULL), -ENOTSUP if built
+ * with SQ_CHECKS=0.  Never waits: it holds the checks' lock for the copy,
+ * O(classes + edges).  Not a cancellation point. */
+int sq_check_order_graph_take(sq_check_order_graph **out);
+
+/* Frees a graph from sq_check_order_graph_take (NULL: nothing).  Never
+ * fails or waits; not a cancellation point. */
+void sq_check_order_graph_free(sq_check_order_graph *g);
+
+/* Renders g as one JSON object into *out (malloc'ed, NUL-terminated;
+ * free it), edges naming their classes:
+ *   {"classes": [{"name"}], "edges": [{"from", "to", "from_mode":
+ *     "exclusive" | "shared", "to_mode", "from_site", "to_site",
+ *     "first_by", "first_by_spawned_at", "reported"}],
+ *    "stats": {"classes", "edges", "chains", "validations", "cached",
+ *     "full"}}
+ * Returns 0, -EINVAL (g or out NULL), -ENOMEM.  Never waits; not a
+ * cancellation point. */
+int sq_check_order_graph_json(const sq_check_order_graph *g, char **out);
+
 /* How long task-aware locks (sq_mutex, sq_rwlock) were held: every
  * release of a lock taken after the checks were first switched on (any
  * finding; from then on the checks track every hold, even if switched off
@@ -133,7 +236,7 @@ typedef struct sq_check_hold_stats {
  * the checks' lock). */
 void sq_check_get_hold_stats(sq_check_hold_stats *out);
 
-/* --------------------------------------- deadlocks and the task dump */
+/* ------------------------------------------------------- deadlocks */
 
 /* Searches the wait-for graph now: a task or thread trying to take a
  * task-aware lock (sq_mutex, sq_rwlock) waits for the tasks and threads
@@ -156,21 +259,196 @@ void sq_check_get_hold_stats(sq_check_hold_stats *out);
  * caller). */
 int sq_check_deadlocks(void);
 
-/* Writes a dump of every task of every runtime to the file descriptor fd:
- * for each task its id, name, state ("queued", "running", "parked",
- * "done"), what it waits for (the kind of wait: a mutex, a channel, a
- * sleep, I/O, a join with the task joined, ..., the object's address and
- * for how long, when the checks were on as it began), the lock it is
- * trying to take and who holds it, the locks it holds (class, mode, where
- * and how long ago each was taken) and where it was spawned; then the
- * plain threads that hold or want task-aware locks, and the wait-for
- * cycles (as sq_check_deadlocks finds them, without reporting them).
- * Locks are known only if taken while the checks were on; the rest of
- * the dump does not need the checks, and works even when built with
- * SQ_CHECKS=0 (an exception to the -ENOTSUP rule above: it then shows no
- * locks).  As text (one line per task, then
- * an indented line per detail, ending with the line "end of the task
- * dump"), or, if json, as one JSON object:
+/* ------------------------------------------------------ the snapshot */
+/* What every task and thread is doing, as plain C structures a program
+ * can walk: every task of every runtime with its state, what it waits
+ * for, the lock it is trying to take and who holds it, the locks it
+ * holds; the plain threads that hold or want locks; the wait-for cycles.
+ * The task dump (sq_check_dump) is its text rendering, and its JSON
+ * rendering is sq_check_snapshot_json.
+ *
+ * Locks are known only if taken while the checks were on (any finding);
+ * the rest does not need the checks and works even when built with
+ * SQ_CHECKS=0 (then it shows no locks).  A snapshot of a moving
+ * program: each runtime's task list is copied under that runtime's
+ * locks, with one system call per waiting task (a waiter lives on its
+ * task's stack, which may vanish: it is copied with a call that fails
+ * cleanly), then the copy is matched with the locks under the checks'
+ * lock, so each task is read at a slightly different moment.  Everything
+ * in it (strings included) is a copy owned by the snapshot: valid until
+ * sq_check_snapshot_free, whatever the program does meanwhile.  Addresses
+ * (locks, objects, runtimes) are for identification only: what they
+ * point to may be gone. */
+
+/* A task's scheduling state. */
+enum {
+    SQ_CHECK_TASK_QUEUED,   /* runnable, in a run queue (or just woken) */
+    SQ_CHECK_TASK_RUNNING,  /* on a worker */
+    SQ_CHECK_TASK_PARKED,   /* suspended in a wait */
+    SQ_CHECK_TASK_DONE,     /* finished, not yet reaped */
+};
+
+/* What a task waits for. */
+enum {
+    SQ_CHECK_WAIT_NONE,      /* not waiting */
+    SQ_CHECK_WAIT_UNKNOWN,   /* waiting, for what could not be read */
+    SQ_CHECK_WAIT_OTHER,
+    SQ_CHECK_WAIT_MUTEX,     /* object: the sq_mutex */
+    SQ_CHECK_WAIT_RWLOCK,    /* object: the sq_rwlock */
+    SQ_CHECK_WAIT_SEMAPHORE, /* object: the sq_sem */
+    SQ_CHECK_WAIT_NOTIFY,
+    SQ_CHECK_WAIT_CHANNEL,   /* oneshot, mpsc, broadcast, watch */
+    SQ_CHECK_WAIT_BARRIER,
+    SQ_CHECK_WAIT_ONCE,
+    SQ_CHECK_WAIT_SLEEP,
+    SQ_CHECK_WAIT_IO,        /* object: the sq_io */
+    SQ_CHECK_WAIT_JOIN,      /* object: the task joined (see `joined`) */
+    SQ_CHECK_WAIT_GROUP,     /* object: the sq_group */
+    SQ_CHECK_WAIT_BLOCKING,  /* a blocking-pool job */
+};
+
+/* One lock held: a mutex or write lock (exclusive) or one read hold. */
+typedef struct sq_check_hold {
+    const void *lock;       /* the sq_mutex or sq_rwlock */
+    const char *cls;        /* its class */
+    bool shared;            /* a read lock */
+    const char *site;       /* where it was taken */
+    int64_t age_ns;         /* held for, at now_ns */
+    const char *holder;     /* "task 'name' #id", "thread <tid>", "finished
+                             * tasks" (its task ended holding it) or "a
+                             * hand-off in transit" (sq_check_lock_handoff) */
+    uint64_t holder_task_id; /* the holding task's id; 0 if not a task */
+} sq_check_hold;
+
+/* A lock being taken (its taker is waiting for it, or about to). */
+typedef struct sq_check_want {
+    const void *lock;
+    const char *cls;
+    bool shared;            /* a read lock is wanted */
+    const char *site;       /* where it is being taken */
+    size_t nholders;        /* every hold of it the checks know */
+    const sq_check_hold *holders;
+} sq_check_want;
+
+typedef struct sq_check_task {
+    uint64_t id;
+    const char *name;
+    int state;              /* SQ_CHECK_TASK_* */
+    const char *spawn_site; /* NULL if unknown */
+    int wait;               /* SQ_CHECK_WAIT_* */
+    const void *wait_object; /* what it waits for, or NULL */
+    int64_t waited_ns;      /* since when (at now_ns); -1 if unknown: the
+                             * checks were off as the wait began */
+    const struct sq_check_task *joined; /* SQ_CHECK_WAIT_JOIN: the task it
+                             * joins, if in this snapshot; else NULL */
+    const sq_check_want *wants;  /* the lock it is taking, or NULL */
+    size_t nholds;
+    const sq_check_hold *holds;  /* newest first */
+} sq_check_task;
+
+typedef struct sq_check_runtime {
+    const sq_runtime *runtime;
+    int workers;
+    size_t ntasks;
+    const sq_check_task *tasks;  /* by id */
+} sq_check_runtime;
+
+/* A task or thread known to the checks that is in no runtime's list: a
+ * plain thread, or a task that started after its runtime was copied.
+ * Only those that hold or want a lock are listed. */
+typedef struct sq_check_context {
+    const char *name;       /* "thread <tid>" or "task 'name' #id" */
+    uint64_t task_id;       /* 0 for a plain thread */
+    const char *spawn_site; /* NULL if unknown (always, for a thread) */
+    const sq_check_want *wants;
+    size_t nholds;
+    const sq_check_hold *holds;
+} sq_check_context;
+
+/* One step of a wait-for cycle: a task or thread waiting for a lock that
+ * the next step's one holds (the last step's lock is held by the
+ * first's). */
+typedef struct sq_check_cycle_step {
+    const char *name;
+    uint64_t task_id;       /* 0 for a plain thread */
+    const char *spawn_site;
+    const void *lock;       /* the lock it waits for */
+    const char *cls;
+    bool shared;
+    const char *site;       /* where it is taking it */
+    /* The hold through which the next step holds `lock`; NULL when this
+     * step is a reader queued behind the next step, a writer waiting for
+     * the same lock (the locks are FIFO). */
+    const sq_check_hold *next_holds;
+} sq_check_cycle_step;
+
+typedef struct sq_check_cycle {
+    size_t nsteps;
+    const sq_check_cycle_step *steps;
+} sq_check_cycle;
+
+typedef struct sq_check_snapshot {
+    long pid;
+    int64_t now_ns;          /* sq_now() when the locks were read */
+    size_t nruntimes;
+    const sq_check_runtime *runtimes;
+    size_t nthreads;         /* plain threads holding or wanting locks */
+    const sq_check_context *threads;
+    size_t nother_tasks;     /* tasks with locks started during the copy */
+    const sq_check_context *other_tasks;
+    size_t ncycles;          /* as sq_check_deadlocks finds them */
+    const sq_check_cycle *cycles;
+    /* Holds no live task or thread is charged with: handed off and not
+     * yet adopted (sq_check_lock_handoff), or left by finished tasks. */
+    size_t nunowned;
+    const sq_check_hold *unowned;
+    bool complete;           /* false: memory ran out, something is left
+                              * out (the rest is exact) */
+} sq_check_snapshot;
+
+/* Takes a snapshot into *out (free it with sq_check_snapshot_free).
+ * Callable from a task or any thread, with or without runtimes; reports
+ * nothing (cycles found are not reported, unlike sq_check_deadlocks).
+ * Returns 0 (also when memory ran out part way: then `complete` is
+ * false), -EINVAL if out is NULL, -ENOMEM if not even the snapshot could
+ * be allocated (*out is then NULL).  Never waits as a task: it holds
+ * each runtime's locks, then the checks' lock, for a copy at a time.
+ * Not a cancellation point. */
+int sq_check_snapshot_take(sq_check_snapshot **out);
+
+/* Frees s (NULL: nothing).  Never fails or waits; not a cancellation
+ * point. */
+void sq_check_snapshot_free(sq_check_snapshot *s);
+
+/* Renders s as the task dump's text (see sq_check_dump) or JSON into *out
+ * (malloc'ed, NUL-terminated: free it).  Pure functions of s: the same
+ * snapshot always gives the same text.  Return 0, -EINVAL (s or out
+ * NULL), -ENOMEM.  Never wait; not cancellation points. */
+int sq_check_snapshot_text(const sq_check_snapshot *s, char **out);
+int sq_check_snapshot_json(const sq_check_snapshot *s, char **out);
+
+/* The names the renderings use: "queued", "running", "parked", "done";
+ * "none", "unknown", "other", "mutex", "rwlock", "semaphore", "notify",
+ * "channel", "barrier", "once", "sleep", "io", "join", "group",
+ * "blocking".  "?" for a value out of range.  Never fail or wait; not
+ * cancellation points. */
+const char *sq_check_task_state_name(int state);
+const char *sq_check_wait_kind_name(int wait);
+
+/* ------------------------------------------------------ the task dump */
+
+/* Writes the task dump, a rendering of a snapshot just taken (see
+ * sq_check_snapshot_take), to the file descriptor fd.  As text: per
+ * runtime, one line per task (id, name, state, what it waits for, for
+ * the kind of wait: a mutex, a channel, a sleep, I/O, a join with the
+ * task joined, ..., the object's address and for how long), then an
+ * indented line per detail (where it was spawned, the lock it is trying
+ * to take and who holds it, the locks it holds: class, mode, where and
+ * how long ago each was taken); then the plain threads that hold or want
+ * task-aware locks, the tasks with locks that started during the copy,
+ * and the wait-for cycles (as sq_check_deadlocks finds them, without
+ * reporting them), ending with the line "end of the task dump".  Or, if
+ * json, as one JSON object (sq_check_snapshot_json):
  *   {"pid", "now_ns", "runtimes": [{"runtime", "workers", "tasks":
  *     [{"id", "name", "state", "spawned_at", "waiting": null | {"kind",
  *       "object" (null if none), "for_ns"?, "task"? (join)},
@@ -183,20 +461,18 @@ int sq_check_deadlocks(void);
  *     "age_ns"}; LOCKWAIT = {"lock", "class", "mode", "site", "held_by":
  *     [{"holder", "mode", "site", "age_ns"}]}; CTX = {"name", "task_id"?,
  *     "spawned_at", "wants", "holds"}; addresses are strings "0x...".
- * A snapshot of a moving program: each task is read at a slightly
- * different moment (each runtime's task list is copied under its own
- * locks, with one system call per waiting task, then matched with the
- * locks under the checks' lock).  Callable from a task or any thread,
- * with or without runtimes.  Allocates the text in memory (never holding a lock
- * while writing it out).  Returns 0 (also for a dump cut short by a lack
- * of memory: the text says so, "complete" is false), -EBADF for a
- * negative fd, -ENOMEM, or the negative errno of write(2).  Never waits
- * as a task (its locks are held for a copy at a time), but write(2) may
- * block the calling thread on a full pipe or a slow file. */
+ * Works even when built with SQ_CHECKS=0 (an exception to the -ENOTSUP
+ * rule above: it then shows no locks).  Returns 0 (also for a snapshot
+ * cut short by a lack of memory: the text says so, "complete" is false),
+ * -EBADF for a negative fd, -ENOMEM, or the negative errno of write(2).
+ * Never waits as a task (no lock is held while the text is written), but
+ * write(2) may block the calling thread on a full pipe or a slow file.
+ * Not a cancellation point. */
 int sq_check_dump(int fd, bool json);
 
 /* The same dump as a string, in *out (malloc'ed: free it).  Returns 0,
- * -EINVAL if out is NULL, -ENOMEM.  Never waits. */
+ * -EINVAL if out is NULL, -ENOMEM.  Never waits; not a cancellation
+ * point. */
 int sq_check_dump_string(bool json, char **out);
 
 /* Writes the text dump to fd whenever the process receives signal signo

@@ -122,8 +122,10 @@ typedef struct sq_process_report {
  *  - -ECANCELED if the calling task was aborted before any job failed
  *    (failed_index SQ_JOB_NONE);
  *  - -EINVAL (fn NULL, k == 0, n > 0 with opts->runtime not the caller's
- *    runtime), -EPERM (a plain thread without opts->runtime), -ENOMEM,
- *    -ESHUTDOWN (the runtime is shutting down): nothing was run.
+ *    runtime), -EPERM (a plain thread without opts->runtime), -ENOMEM:
+ *    nothing was run.  A runtime that is shutting down is the first
+ *    case: job 0 could not be started (-ESHUTDOWN, failed_index 0), and
+ *    nothing was run.
  * report (may be NULL) is filled in every case (all zero / SQ_JOB_NONE
  * when nothing was run); succeeded + cancelled + not_started, plus one if
  * failed_index names a job, equals n.  n == 0 returns 0 at once.
@@ -152,11 +154,11 @@ typedef struct sq_job_outcome {
 /* Creates a processor for jobs 0 .. n-1, at most k (>= 1) at once, and
  * starts the first min(k, n) of them.  Returns 0 with *out set, -EINVAL
  * (out or fn NULL, k == 0, opts->runtime not the caller's runtime),
- * -EPERM (a plain thread without opts->runtime), -ENOMEM, -ESHUTDOWN.
- * Never waits from a task; from a plain thread it waits (blocking the
- * thread) for one short set-up task on the runtime, because task groups
- * can only be created on a runtime thread.  A job that cannot be spawned
- * here is reported by the first sq_processor_next as its failure. */
+ * -EPERM (a plain thread without opts->runtime), -ENOMEM.  Never waits,
+ * from a task or a plain thread alike (the jobs' group is created bound
+ * to the runtime: sq_group_create_in).  A job that cannot be spawned here
+ * (-ESHUTDOWN once the runtime is shutting down, -ENOMEM) is reported by
+ * the first sq_processor_next as its failure. */
 int sq_processor_create(sq_processor **out, size_t n, size_t k,
                         sq_job_fn fn, void *arg,
                         const sq_processor_opts *opts);

@@ -86,10 +86,11 @@ typedef struct sq_runtime_opts {
  * cost for runtimes in normal mode is one predictable branch per lock
  * operation while some deterministic runtime exists, and none otherwise. */
 
-/* Default and minimum task stack sizes (bytes, excluding the guard page).
- * A request is rounded up to a power of two; the top 48 bytes of that hold
- * the stack's own descriptor.  Stacks are reserved, not committed: an idle
- * task costs the pages it has touched, typically one. */
+/* Default and minimum task stack sizes (bytes, excluding the guard below
+ * the stack).  A request is rounded up to a power of two; the top 40 bytes
+ * of that hold the stack's own descriptor.  Stacks are reserved, not
+ * committed: an idle task costs the pages it has touched, typically one.
+ * How stacks are guarded and laid out: docs/runtime.md, Stacks. */
 #define SQ_STACK_DEFAULT ((size_t)256 * 1024)
 #define SQ_STACK_MIN ((size_t)16 * 1024)
 
@@ -196,13 +197,27 @@ int sq_runtime_spawn_at(sq_runtime *rt, sq_task *out, sq_task_fn fn,
     sq_runtime_spawn_at((rt), (out), (fn), (arg), (opts), SQ_SITE)
 
 /* Waits until task t finishes and stores its return value in *result (may
- * be NULL), consuming the handle.  Returns 0; -ECANCELED if t was aborted
- * (the handle is still consumed; *result is t's return value if it ran,
- * else NULL); -EINVAL for a consumed, detached or foreign handle, or when
- * another joiner is already waiting on t; -EDEADLK for joining oneself.
+ * be NULL), consuming the handle.  What the join reports for t:
+ *  - 0, *result = what t returned: t ran and returned, and no abort ever
+ *    reached it, including an sq_abort that came while it ran but that
+ *    none of its cancellation points (nor sq_cancelled) ever reported to
+ *    it, or that came after its function had returned;
+ *  - -ECANCELED, *result = what t returned: t was aborted and the abort
+ *    reached it while it ran: a cancellation point of t stopped waiting
+ *    because of it (that call returned -ECANCELED, or, in the rare race
+ *    where what it waited for arrived at the same instant, 0), or
+ *    sq_cancelled() returned true in t.  Masked cancellation points do
+ *    not count (they do not stop);
+ *  - -ECANCELED, *result = NULL: t was aborted before it started and
+ *    never ran;
+ *  - -ENOMEM, *result = NULL: t could not get a stack and never ran.
+ * The handle is consumed in all four cases.  Errors that leave it alone:
+ * -EINVAL for a consumed, detached or foreign handle, or when another
+ * joiner is already waiting on t; -EDEADLK for joining oneself.
  * Cancellation point for the caller: on -ECANCELED *because the caller was
- * aborted* the handle is NOT consumed (check sq_cancelled()).  Works from
- * plain threads too (blocks the thread). */
+ * aborted* the handle is NOT consumed (check sq_cancelled()); a t that
+ * has already finished is joined even then.  Works from plain threads too
+ * (blocks the thread). */
 int sq_join(sq_task t, void **result);
 
 /* As sq_join, but gives up at `deadline` with -ETIMEDOUT, leaving the
@@ -242,7 +257,9 @@ uint64_t sq_task_id(void);
 /* Name of the calling task (valid while it runs), or NULL outside a task. */
 const char *sq_task_name(void);
 
-/* True if the calling task has been aborted (whether or not masked). */
+/* True if the calling task has been aborted (whether or not masked).
+ * Asking counts as being told: once it has returned true, sq_join on the
+ * task reports -ECANCELED. */
 bool sq_cancelled(void);
 
 /* Masks cancellation for the calling task (nestable): cancellation points
@@ -260,6 +277,14 @@ typedef struct sq_group sq_group;
  * runtime thread, -ENOMEM).  Never waits. */
 int sq_group_create(sq_group **out);
 
+/* Creates an empty group bound to rt, from any thread (a task of rt or
+ * of another runtime, or a plain thread).  Returns 0, -EINVAL (rt or out
+ * NULL) or -ENOMEM.  Never waits.  Every sq_group_* call on the group
+ * works from any thread as well (waits block a plain thread); members are
+ * spawned into rt (-ESHUTDOWN once it is shutting down).  The group must
+ * be destroyed before rt is: its unreaped members live in rt. */
+int sq_group_create_in(sq_runtime *rt, sq_group **out);
+
 /* Spawns fn(arg) into g; the group owns its handle.  *id_out (may be NULL)
  * receives the task id.  Errors as sq_spawn, plus -EINVAL if g is being
  * destroyed.  Never waits. */
@@ -273,13 +298,26 @@ int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
 #define sq_group_spawn(g, fn, arg, opts, id_out) \
     sq_group_spawn_at((g), (fn), (arg), (opts), (id_out), SQ_SITE)
 
-/* Waits for the next member to finish (in completion order), reaps it and
- * stores its id and result (either pointer may be NULL).  Returns 0, or
- * -ECANCELED for a member that was aborted (it is reaped all the same),
- * -ENOENT if the group has no members, -ETIMEDOUT at the deadline (the
- * _until form).  Cancellation point: if the caller is aborted it returns
- * -ECANCELED and reaps nothing (check sq_cancelled() to tell apart).
- * Only one task may wait on a group at a time (-EBUSY). */
+/* Waits for the next member to finish (in completion order) and reaps
+ * it.  Returns 0 when a member was reaped: its id goes to *id_out, its
+ * result to *result and its status to *status_out (each may be NULL);
+ * the status is what sq_join would have returned for it (0, -ECANCELED,
+ * -ENOMEM: see sq_join).  Otherwise nothing is reaped and nothing is
+ * stored: -ENOENT if the group has no members, -ETIMEDOUT at the deadline
+ * (the _until form), -EBUSY if another task or thread is already waiting
+ * on the group (one at a time), -EINVAL (g NULL, negative deadline), or
+ * -ECANCELED: always the caller's own abort, never a member's.
+ * Cancellation point. */
+int sq_group_reap(sq_group *g, uint64_t *id_out, void **result,
+                  int *status_out);
+int sq_group_reap_until(sq_group *g, uint64_t *id_out, void **result,
+                        int *status_out, int64_t deadline);
+
+/* As sq_group_reap, but returns the reaped member's status instead of 0
+ * (0, -ECANCELED or -ENOMEM, as sq_join would).  So -ECANCELED is either
+ * a member that was cancelled (it is reaped) or the caller's own abort
+ * (nothing reaped).  They are told apart by *id_out, which is written
+ * (never 0) exactly when a member was reaped; or call sq_group_reap. */
 int sq_group_next(sq_group *g, uint64_t *id_out, void **result);
 int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
                         int64_t deadline);
@@ -290,9 +328,11 @@ size_t sq_group_size(sq_group *g);
 /* Aborts every current member.  Never waits. */
 void sq_group_cancel_all(sq_group *g);
 
-/* Waits for every member to finish and reaps them all.  Returns 0, or the
- * first -ECANCELED from the caller being aborted (members not yet finished
- * stay in the group). */
+/* Waits for every member to finish and reaps them all, dropping their
+ * results and statuses.  Returns 0; -ECANCELED if the caller is aborted
+ * (never for a cancelled member; members not yet reaped stay in the
+ * group); -EBUSY if another task or thread waits on g.  Cancellation
+ * point (not while the caller masks cancellation). */
 int sq_group_wait_all(sq_group *g);
 
 /* Aborts and reaps every remaining member, then frees g.  Waits for the

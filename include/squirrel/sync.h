@@ -45,13 +45,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "squirrel/list.h"
 #include "squirrel/runtime.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-struct sq__waiter;
 
 /* ---------------------------------------------------------- semaphore */
 
@@ -67,12 +67,12 @@ typedef struct sq_sem {
     _Atomic uint64_t _state;
     atomic_int _lock;            /* spin lock over the queue */
     unsigned _flags;             /* for the run-time checks */
-    struct sq__waiter *_head, *_tail; /* FIFO of waiters */
+    struct sq__list _waiters;    /* FIFO of waiters (sq__waiter) */
 } sq_sem;
 
 #define SQ_SEM_INITIALIZER(permits)                                     \
     {._state = (uint64_t)(permits) << 2, ._lock = 0, ._flags = 0,      \
-     ._head = NULL, ._tail = NULL}
+     ._waiters = SQ__LIST_INIT}
 
 /* Initialises s with `permits` available permits.  -EINVAL if permits
  * exceeds SQ_SEM_MAX_PERMITS.  Never waits. */
@@ -119,10 +119,12 @@ int sq_sem_release(sq_sem *s, size_t n);
  * sq_sem_release; the separate name states the intent. */
 int sq_sem_add_permits(sq_sem *s, size_t n);
 
-/* Closes s: every waiter returns -ESHUTDOWN (giving back what it had been
- * assigned), and every later acquire or try_acquire returns -ESHUTDOWN
- * even if permits are available.  Releases still count.  Idempotent.
- * Never waits. */
+/* Closes s: every waiter returns -ESHUTDOWN (what it had been assigned
+ * goes back to the available count), and every later acquire or
+ * try_acquire returns -ESHUTDOWN even if permits are available.  Releases
+ * still count.  Idempotent.  Never waits.  A waiter woken by the close may
+ * free s as soon as its acquire has returned -ESHUTDOWN: the close has
+ * finished with s by then (the hand-off rule above). */
 void sq_sem_close(sq_sem *s);
 
 /* True once sq_sem_close has been called.  Never waits. */
@@ -140,9 +142,11 @@ size_t sq_sem_available(sq_sem *s);
  *
  * Not owner-bound, by design: a task may unlock a mutex that another task
  * (or thread) locked.  This is the hand-off feature: lock in one task,
- * pass the protected data on, unlock in the task that finishes with it.
- * The price is that a wrong unlock of a mutex somebody holds is not
- * detected; an unlock of an unlocked mutex is (-EPERM). */
+ * pass the protected data on, unlock in the task that finishes with it
+ * (declare it to the run-time checks with sq_check_lock_transfer,
+ * squirrel/check.h, or they charge the lock to the first task until the
+ * unlock).  The price is that a wrong unlock of a mutex somebody holds is
+ * not detected; an unlock of an unlocked mutex is (-EPERM). */
 typedef struct sq_mutex {
     sq_sem _sem;
     const char *_class;          /* lock class for the checks */

@@ -11,13 +11,11 @@
 extern "C" {
 #endif
 
-struct sq__listener;
-
 typedef struct sq__waitlist {
     atomic_int _lock;           /* spin lock over the fields below */
     atomic_uint _count;         /* listeners queued (read without the lock) */
     uint64_t _epoch;            /* bumped each time a waker takes the list */
-    struct sq__listener *_head; /* the queued listeners, newest first */
+    struct sq__list _listeners; /* the queued listeners, newest first */
 } sq__waitlist;
 
 #ifdef __cplusplus

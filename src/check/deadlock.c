@@ -1,7 +1,7 @@
 /* Deadlocks that did happen: the wait-for graph, its search and the
  * watchdog that runs it.
  *
- * The graph.  A context (task or plain thread, see internal.h) that is
+ * The graph.  A context (task or plain thread, see context.h) that is
  * trying to take a lock (between the lock_acquire and the lock_acquired
  * or lock_abandon hooks: sq__cctx.acquiring) waits for every context that
  * holds that lock in a conflicting mode: a writer (or a mutex locker)
@@ -27,9 +27,13 @@
  * may be about to unlock it for it, a hand-off the tests use on purpose;
  * the lock-order check is the place for recursive locking).  Two readers
  * that both ask to write the lock they share are a cycle, and found.
- * Reported wrongly: a cycle whose lock some task outside it was about to
- * unlock on its holder's behalf (the same hand-off); the report then
- * names a deadlock that the hand-off resolves.
+ * Reported wrongly: a cycle through a lock that its taker passed to a
+ * task outside the cycle without declaring it (sq_check_lock_transfer),
+ * which was about to unlock it; the report then names a deadlock that the
+ * hand-off resolves.  Declared, the hold is in transit, charged to no
+ * context, so it makes no edge.
+ *
+ * The watchdog thread that runs the search is in watchdog.c.
  *
  * Cost.  A search copies nothing and holds sq__check_lock for O(V + E)
  * over the waiting contexts (Tarjan's strongly connected components),
@@ -38,10 +42,13 @@
 #include "deadlock.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "squirrel/check.h"
+
+#include "render.h"
+#include "report.h"
 
 /* Bounds on one search: cycles reported, and edges followed while
  * enumerating them (pathological graphs of many readers and writers have
@@ -113,7 +120,7 @@ static bool really_waits(const sq__cctx *c)
 {
     if (!c->task || c->task == sq__task_current())
         return true; /* a thread (trusted), or the caller: its wait ended */
-    return atomic_load_explicit(&c->task->waiting, memory_order_acquire) !=
+    return sq__task_waiting_of(c->task) !=
            NULL;
 }
 
@@ -152,8 +159,8 @@ static int graph_build(dl_graph *g)
 {
     memset(g, 0, sizeof *g);
     int n = 0;
-    for (sq__cctx *c = sq__check_contexts; c; c = c->next)
-        n += c->acquiring != NULL;
+    SQ__LIST_FOREACH(it, &sq__check_contexts)
+        n += sq__cctx_of(it)->acquiring != NULL;
     if (n == 0)
         return 0;
     g->ctx = malloc((size_t)n * sizeof *g->ctx);
@@ -161,9 +168,9 @@ static int graph_build(dl_graph *g)
     g->writers = malloc((size_t)n * sizeof *g->writers);
     if (!g->ctx || !g->first || !g->writers)
         return -ENOMEM;
-    for (sq__cctx *c = sq__check_contexts; c; c = c->next)
-        if (c->acquiring)
-            g->ctx[g->n++] = c;
+    SQ__LIST_FOREACH(it, &sq__check_contexts)
+        if (sq__cctx_of(it)->acquiring)
+            g->ctx[g->n++] = sq__cctx_of(it);
     qsort(g->ctx, (size_t)n, sizeof *g->ctx, cmp_ptr);
     for (int i = 0; i < n; i++)
         if (g->ctx[i]->acquiring_mode == SQ__LOCK_EXCL)
@@ -275,20 +282,52 @@ out:
     return rc;
 }
 
+/* Step k of a cycle in the public form: c waits for its lock, which the
+ * next step's context holds through `hold` (NULL: c is a reader queued
+ * behind that context, a writer).  Borrows c's strings. */
+static void step_of(const sq__cctx *c, const sq__hold *hold, int64_t now,
+                    sq_check_cycle_step *step, sq_check_hold *h)
+{
+    *step = (sq_check_cycle_step){
+        .name = c->name,
+        .task_id = c->task ? c->task_id : 0,
+        .spawn_site = c->spawn_site,
+        .lock = c->acquiring,
+        .cls = c->acquiring_cls ? c->acquiring_cls : "?",
+        .shared = c->acquiring_mode == SQ__LOCK_SHARED,
+        .site = c->acquiring_site ? c->acquiring_site : "?",
+        .next_holds = NULL,
+    };
+    if (!hold)
+        return;
+    *h = (sq_check_hold){
+        .lock = hold->lock,
+        .cls = hold->cls,
+        .shared = hold->mode == SQ__LOCK_SHARED,
+        .site = hold->site,
+        .age_ns = now - hold->since,
+        .holder = hold->owner->name,
+        .holder_task_id = hold->owner->task ? hold->owner->task_id : 0,
+    };
+    step->next_holds = h;
+}
+
 /* The elementary cycles, each once: from each node s, the cycles whose
- * smallest node is s, walking only s's component. */
-static int graph_cycles(const dl_graph *g, const int *comp,
-                        void (*fn)(const sq__dl_step *, int, void *),
-                        void *arg)
+ * smallest node is s, walking only s's component.  Each is handed to fn
+ * in the public form (sq_check_cycle), borrowing the contexts' strings. */
+static int graph_cycles(const dl_graph *g, const int *comp, int64_t now,
+                        sq__cycle_fn *fn, void *arg)
 {
     int n = g->n;
     int *pv = malloc((size_t)n * sizeof *pv); /* the path: nodes ... */
     int *pe = malloc((size_t)n * sizeof *pe); /* ... and their next edge */
     bool *on = calloc((size_t)n, sizeof *on);
-    sq__dl_step *steps = malloc((size_t)n * sizeof *steps);
+    sq_check_cycle_step *steps = malloc((size_t)n * sizeof *steps);
+    sq_check_hold *holds = malloc((size_t)n * sizeof *holds);
+    sq__cctx **ctxs = malloc((size_t)n * sizeof *ctxs);
     int found = 0;
     long budget = DL_MAX_STEPS;
-    if (!pv || !pe || !on || !steps) {
+    if (!pv || !pe || !on || !steps || !holds || !ctxs) {
         found = -ENOMEM;
         goto out;
     }
@@ -310,18 +349,13 @@ static int graph_cycles(const dl_graph *g, const int *comp,
             budget--;
             int w = g->edge[pe[len - 1]++].to;
             if (w == s) {
-                for (int k = 0; k < len; k++) {
-                    sq__cctx *c = g->ctx[pv[k]];
-                    steps[k] = (sq__dl_step){
-                        .ctx = c,
-                        .lock = c->acquiring,
-                        .cls = c->acquiring_cls ? c->acquiring_cls : "?",
-                        .mode = c->acquiring_mode,
-                        .site = c->acquiring_site ? c->acquiring_site : "?",
-                        .hold = g->edge[pe[k] - 1].hold,
-                    };
-                }
-                fn(steps, len, arg);
+                for (int k = 0; k < len; k++)
+                    ctxs[k] = g->ctx[pv[k]];
+                for (int k = 0; k < len; k++)
+                    step_of(ctxs[k], g->edge[pe[k] - 1].hold, now, &steps[k],
+                            &holds[k]);
+                fn(&(sq_check_cycle){.nsteps = (size_t)len, .steps = steps},
+                   ctxs, arg);
                 found++;
             } else if (w > s && comp[w] == comp[s] && !on[w]) {
                 pv[len] = w;
@@ -336,11 +370,12 @@ out:
     free(pe);
     free(on);
     free(steps);
+    free(holds);
+    free(ctxs);
     return found;
 }
 
-int sq__deadlock_each(void (*fn)(const sq__dl_step *steps, int n, void *arg),
-                      void *arg)
+int sq__deadlock_each(int64_t now, sq__cycle_fn *fn, void *arg)
 {
     dl_graph g;
     int rc = graph_build(&g);
@@ -348,7 +383,7 @@ int sq__deadlock_each(void (*fn)(const sq__dl_step *steps, int n, void *arg),
         int *comp = malloc((size_t)g.n * sizeof *comp);
         rc = comp ? graph_components(&g, comp) : -ENOMEM;
         if (rc == 0)
-            rc = graph_cycles(&g, comp, fn, arg);
+            rc = graph_cycles(&g, comp, now, fn, arg);
         free(comp);
     }
     graph_free(&g);
@@ -377,28 +412,30 @@ typedef struct dl_known {
 static dl_known *known;
 
 /* Fills m[0..n) with the cycle's members, rotated to the canonical start. */
-static void cycle_members(const sq__dl_step *s, int n, dl_member *m)
+static void cycle_members(const sq_check_cycle *c, sq__cctx *const *ctx,
+                          dl_member *m)
 {
-    int first = 0;
-    for (int k = 1; k < n; k++)
-        if ((uintptr_t)s[k].ctx < (uintptr_t)s[first].ctx)
+    size_t n = c->nsteps, first = 0;
+    for (size_t k = 1; k < n; k++)
+        if ((uintptr_t)ctx[k] < (uintptr_t)ctx[first])
             first = k;
-    for (int k = 0; k < n; k++) {
-        const sq__dl_step *x = &s[(first + k) % n];
-        m[k] = (dl_member){x->ctx, x->ctx->task_id, x->lock};
+    for (size_t k = 0; k < n; k++) {
+        size_t x = (first + k) % n;
+        m[k] = (dl_member){ctx[x], ctx[x]->task_id, c->steps[x].lock};
     }
 }
 
 /* Marks the cycle seen; true if it was known already (or cannot be
  * remembered: better one missed report than one per search forever). */
-static bool known_mark(const sq__dl_step *s, int n)
+static bool known_mark(const sq_check_cycle *c, sq__cctx *const *ctx)
 {
+    int n = (int)c->nsteps;
     dl_known *k = malloc(sizeof *k + (size_t)n * sizeof k->m[0]);
     if (!k)
         return true;
     k->n = n;
     k->seen = true;
-    cycle_members(s, n, k->m);
+    cycle_members(c, ctx, k->m);
     for (dl_known *p = known; p; p = p->next)
         if (p->n == n && !memcmp(p->m, k->m, (size_t)n * sizeof k->m[0])) {
             p->seen = true;
@@ -427,37 +464,6 @@ static void known_sweep(void)
 
 /* --------------------------------------------------------- the reports */
 
-void sq__deadlock_describe(sq__report *r, const sq__dl_step *s, int n,
-                           int64_t now)
-{
-    for (int k = 0; k < n; k++) {
-        const sq__dl_step *in = &s[(k + n - 1) % n]; /* waits for s[k] */
-        const sq__dl_step *out = &s[k];
-        const sq__cctx *next = s[(k + 1) % n].ctx;
-        sq__report_add(r, "  ");
-        sq__report_ctx(r, out->ctx);
-        sq__report_add(r, "\n");
-        if (in->hold) {
-            sq__report_add(r, "    holds %s %s (%p) taken at %s, ",
-                           sq__mode_name(in->hold->mode), in->hold->cls,
-                           in->hold->lock, in->hold->site);
-            sq__report_age(r, now - in->hold->since);
-            sq__report_add(r, " ago\n");
-        } else {
-            sq__report_add(r,
-                           "    is queued for lock %s (%p) ahead of %s\n",
-                           in->cls, in->lock, in->ctx->name);
-        }
-        sq__report_add(r, "    waits for %s %s (%p) at %s, ",
-                       sq__mode_name(out->mode), out->cls, out->lock,
-                       out->site);
-        if (out->hold)
-            sq__report_add(r, "held by %s\n", next->name);
-        else
-            sq__report_add(r, "queued behind the writer %s\n", next->name);
-    }
-}
-
 typedef struct dl_search {
     const char *why;
     int64_t now;
@@ -466,22 +472,23 @@ typedef struct dl_search {
     int nout;
 } dl_search;
 
-static void on_cycle(const sq__dl_step *s, int n, void *arg)
+static void on_cycle(const sq_check_cycle *c, sq__cctx *const *ctx,
+                     void *arg)
 {
     dl_search *S = arg;
     S->total++;
-    if (known_mark(s, n))
+    if (known_mark(c, ctx))
         return;
     S->fresh++;
     sq__report *r = &S->out[S->nout++];
     sq__report_init(r, SQ_CHECK_DEADLOCK);
     sq__report_add(r, "  found by: %s\n", S->why);
     sq__report_add(r,
-                   "  %d tasks or threads wait for each other in a cycle:\n"
+                   "  %zu tasks or threads wait for each other in a cycle:\n"
                    "  each waits for a lock the next one holds, the last"
                    " for one the first holds\n",
-                   n);
-    sq__deadlock_describe(r, s, n, S->now);
+                   c->nsteps);
+    sq__cycle_text(&r->text, "", c);
 }
 
 /* Searches, reports the cycles not reported yet, and forgets those gone.
@@ -493,7 +500,7 @@ static int search(const char *why, int *total)
     if (!S.out)
         return -ENOMEM;
     pthread_mutex_lock(&sq__check_lock);
-    int rc = sq__deadlock_each(on_cycle, &S);
+    int rc = sq__deadlock_each(S.now, on_cycle, &S);
     if (rc >= 0)
         known_sweep(); /* a failed search saw too little to forget by */
     pthread_mutex_unlock(&sq__check_lock);
@@ -519,90 +526,4 @@ int sq_check_deadlocks(void)
     int rc = search("an on-demand search (sq_check_deadlocks)", &total);
     return rc < 0 ? rc : total;
 #endif
-}
-
-/* ---------------------------------------------------------- the watchdog */
-
-/* One watchdog thread at most.  wd_gen names the thread that should be
- * running: a thread whose generation is no longer current ends, so a
- * stop never has to wait for the thread while holding wd_lock, and a
- * stop from inside the watchdog (its reporter reconfiguring the checks)
- * detaches instead of joining itself.  The thread runs with every signal
- * blocked, so signals go to the program's own threads. */
-static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wd_cond;
-static pthread_once_t wd_once = PTHREAD_ONCE_INIT;
-static bool wd_running;
-static pthread_t wd_thread;
-static int64_t wd_period;
-static uint64_t wd_gen;
-
-static void wd_init(void)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* sq_now()'s clock */
-    pthread_cond_init(&wd_cond, &a);
-    pthread_condattr_destroy(&a);
-}
-
-static void *wd_main(void *arg)
-{
-    uint64_t gen = (uintptr_t)arg;
-    pthread_mutex_lock(&wd_lock);
-    while (wd_gen == gen) {
-        int64_t period = wd_period;
-        int64_t deadline = sq_now();
-        deadline = deadline > INT64_MAX - period ? INT64_MAX
-                                                 : deadline + period;
-        struct timespec ts = {.tv_sec = deadline / SQ_SEC,
-                              .tv_nsec = deadline % SQ_SEC};
-        while (wd_gen == gen && wd_period == period && sq_now() < deadline)
-            pthread_cond_timedwait(&wd_cond, &wd_lock, &ts);
-        if (wd_gen != gen || wd_period != period)
-            continue; /* stopped, or re-timed: start a new period */
-        pthread_mutex_unlock(&wd_lock);
-        sq__deadlock_search("the watchdog");
-        pthread_mutex_lock(&wd_lock);
-    }
-    pthread_mutex_unlock(&wd_lock);
-    return NULL;
-}
-
-int sq__watchdog_configure(int64_t period)
-{
-    pthread_once(&wd_once, wd_init);
-    pthread_mutex_lock(&wd_lock);
-    if (period > 0) {
-        wd_period = period;
-        if (wd_running) { /* re-time */
-            pthread_cond_broadcast(&wd_cond);
-            pthread_mutex_unlock(&wd_lock);
-            return 0;
-        }
-        uint64_t gen = ++wd_gen;
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int rc = pthread_create(&wd_thread, NULL, wd_main,
-                                (void *)(uintptr_t)gen);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        wd_running = rc == 0;
-        pthread_mutex_unlock(&wd_lock);
-        return rc == 0 ? 0 : -ENOMEM;
-    }
-    if (!wd_running) {
-        pthread_mutex_unlock(&wd_lock);
-        return 0;
-    }
-    wd_running = false;
-    wd_gen++;
-    pthread_t t = wd_thread;
-    pthread_cond_broadcast(&wd_cond);
-    pthread_mutex_unlock(&wd_lock);
-    if (pthread_equal(t, pthread_self()))
-        pthread_detach(t); /* from the watchdog's own reporter */
-    else
-        pthread_join(t, NULL);
-    return 0;
 }

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../runtime/internal.h"
+#include "sq_runtime/iface.h"
 
 #define ENV_SEED "SQ_EXPLORE_SEED"
 
@@ -100,5 +100,5 @@ int sq_explore(int (*body)(void *arg), void *arg, uint64_t first_seed,
 uint64_t sq_explore_seed(void)
 {
     sq_runtime *rt = sq_runtime_current();
-    return rt ? rt->seed : 0;
+    return rt ? sq__runtime_seed(rt) : 0;
 }

@@ -29,13 +29,16 @@
  *  - The very same lock taken again by its holder.  Locks are not
  *    owner-bound: taking a lock one holds may be waiting for the task it
  *    was handed to to give it back.  If nobody will, that is a deadlock
- *    that happens at once, and the wait-for graph (SQ_CHECK_DEADLOCK)
- *    reports it; not predicted here.  This includes a read lock taken
- *    again while held for reading (it deadlocks only if a writer queues
- *    in between, so it may go unnoticed).
- *  - Lock hand-offs: a lock is counted as held by whoever took it until
- *    somebody gives it back, so a task that passes a held lock on and then
- *    takes another orders the two (a possible false report).
+ *    that happens at once, which the wait-for graph leaves out too (for
+ *    the same reason, see deadlock.c); the task dump shows it as a task
+ *    waiting for a lock it holds.  This includes a read lock taken again
+ *    while held for reading (it deadlocks only if a writer queues in
+ *    between, so it may go unnoticed).
+ *  - Locks passed to another task without sq_check_lock_transfer: a lock
+ *    is charged to whoever took it until somebody unlocks it, so a task
+ *    that passes a held lock on undeclared and then takes another orders
+ *    the two (a false report, and a false inversion later).  Declared, the
+ *    hold is in transit (context.c) and orders nothing.
  *  - Locks of one class that are always nested in one fixed order (say by
  *    address) are reported as same-class nesting: give them distinct
  *    classes (sq_mutex_init_named).  There are no nesting annotations.
@@ -60,10 +63,16 @@
  * sites an edge remembers are copied once into an interned string table,
  * since the strings the locks pass need only outlive the lock or the
  * hold. */
-#include "internal.h"
+#include "lockdep.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "squirrel/check.h"
+
+#include "arena.h"
 
 #define MAX_CLASSES 4096
 #define MAX_EDGES 16384
@@ -296,11 +305,6 @@ static bool chain_seen(uint64_t h)
 
 /* ------------------------------------------------------------- reports */
 
-static const char *mode_name(int mode)
-{
-    return mode == SQ__LOCK_SHARED ? "read lock" : "lock";
-}
-
 /* Starts the report: who takes what.  Returns NULL if out of memory. */
 static sq__report *report_start(const sq__cctx *ctx, const void *lock,
                                 const char *cls, int mode, const char *site)
@@ -310,22 +314,28 @@ static sq__report *report_start(const sq__cctx *ctx, const void *lock,
         return NULL;
     sq__report_init(r, SQ_CHECK_LOCK_ORDER);
     sq__report_add(r, "  ");
-    sq__report_ctx(r, ctx);
-    sq__report_add(r, "\n  takes %s %s (%p) at %s\n", mode_name(mode), cls,
-                   lock, site);
+    sq__put_who(&r->text, ctx->name, ctx->spawn_site);
+    sq__report_add(r, "\n  takes %s %s (%p) at %s\n",
+                   sq__mode_text(mode == SQ__LOCK_SHARED), cls, lock, site);
     return r;
+}
+
+static void report_hold(sq__report *r, const sq__hold *h, int64_t now)
+{
+    sq__put_hold(&r->text, "  ", "while holding", h->mode == SQ__LOCK_SHARED,
+                 h->cls, h->lock, h->site, now - h->since);
 }
 
 static void add_edge(sq__report *r, const ledge *e)
 {
-    sq__report_add(r, "    %s -> %s: %s", classes[e->from].name,
-                   classes[e->to].name, e->who ? e->who : "?");
-    if (e->spawn_site)
-        sq__report_add(r, " (spawned at %s)", e->spawn_site);
+    sq__report_add(r, "    %s -> %s: ", classes[e->from].name,
+                   classes[e->to].name);
+    sq__put_who(&r->text, e->who ? e->who : "?", e->spawn_site);
     sq__report_add(r, " took %s %s at %s while holding %s %s taken at %s\n",
-                   mode_name(e->to_mode), classes[e->to].name, e->to_site,
-                   mode_name(e->from_mode), classes[e->from].name,
-                   e->from_site);
+                   sq__mode_text(e->to_mode == SQ__LOCK_SHARED),
+                   classes[e->to].name, e->to_site,
+                   sq__mode_text(e->from_mode == SQ__LOCK_SHARED),
+                   classes[e->from].name, e->from_site);
 }
 
 /* ---------------------------------------------------------- validation */
@@ -371,7 +381,7 @@ sq__report *sq__lockdep_acquire(sq__cctx *ctx, const void *lock,
                 r = report_start(ctx, lock, cls, mode, site);
             if (!r)
                 continue;
-            sq__report_hold(r, "while holding", h, now);
+            report_hold(r, h, now);
             sq__report_add(r, "  another lock of the same class %s: two "
                               "tasks or threads nesting two locks of one "
                               "class in opposite orders wait for each other "
@@ -391,7 +401,7 @@ sq__report *sq__lockdep_acquire(sq__cctx *ctx, const void *lock,
             r = report_start(ctx, lock, cls, mode, site);
         if (!r)
             continue;
-        sq__report_hold(r, "while holding", h, now);
+        report_hold(r, h, now);
         sq__report_add(r, "  but %s was taken before %s elsewhere (the "
                           "earlier order):\n", cls, h->cls);
         for (int i = 0; i < n; i++)
@@ -439,4 +449,75 @@ void sq_check_reset_order_graph(void)
     full = full_told = false;
     validations = cached = 0;
     pthread_mutex_unlock(&sq__check_lock);
+}
+
+typedef struct owned_graph {
+    sq_check_order_graph pub; /* first: the caller's pointer is to it */
+    sq__arena arena;
+} owned_graph;
+
+int sq_check_order_graph_take(sq_check_order_graph **out)
+{
+#if !SQ_CHECKS
+    if (out)
+        *out = NULL;
+    return out ? -ENOTSUP : -EINVAL;
+#else
+    if (!out)
+        return -EINVAL;
+    owned_graph *o = calloc(1, sizeof *o);
+    *out = NULL;
+    if (!o)
+        return -ENOMEM;
+    sq__arena *a = &o->arena;
+    sq_check_order_graph *g = &o->pub;
+    pthread_mutex_lock(&sq__check_lock);
+    sq_check_order_class *cl =
+        sq__arena_array(a, (size_t)nclasses, sizeof *cl);
+    sq_check_order_edge *ed = sq__arena_array(a, (size_t)nedges, sizeof *ed);
+    for (int32_t i = 0; cl && i < nclasses; i++)
+        cl[i].name = sq__arena_str(a, classes[i].name);
+    for (int32_t i = 0; ed && i < nedges; i++) {
+        const ledge *e = &edges[i];
+        ed[i] = (sq_check_order_edge){
+            .from = (size_t)e->from,
+            .to = (size_t)e->to,
+            .from_shared = e->from_mode == SQ__LOCK_SHARED,
+            .to_shared = e->to_mode == SQ__LOCK_SHARED,
+            .from_site = sq__arena_str(a, e->from_site),
+            .to_site = sq__arena_str(a, e->to_site),
+            .first_by = sq__arena_str(a, e->who ? e->who : unknown),
+            .first_by_spawn_site = sq__arena_str(a, e->spawn_site),
+            .reported = e->reported,
+        };
+    }
+    g->stats = (sq_check_order_stats){
+        .classes = (size_t)nclasses,
+        .edges = (size_t)nedges,
+        .chains = nchains,
+        .validations = validations,
+        .cached = cached,
+        .full = full,
+    };
+    pthread_mutex_unlock(&sq__check_lock);
+    if (a->failed) {
+        sq_check_order_graph_free(g);
+        return -ENOMEM;
+    }
+    g->classes = cl;
+    g->nclasses = g->stats.classes;
+    g->edges = ed;
+    g->nedges = g->stats.edges;
+    *out = g;
+    return 0;
+#endif
+}
+
+void sq_check_order_graph_free(sq_check_order_graph *g)
+{
+    if (!g)
+        return;
+    owned_graph *o = (owned_graph *)(void *)g;
+    sq__arena_free(&o->arena);
+    free(o);
 }

@@ -41,6 +41,7 @@
  */
 #include "squirrel/metrics.h"
 #include "squirrel/sync.h"
+#include "sq_base/compiler.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -81,7 +82,7 @@ static void slot_init(void)
 
 /* Without a working sched_getcpu, each thread keeps one slot of its own
  * choosing (round robin over threads). */
-static _Thread_local unsigned fallback_slot;
+static SQ__TLS unsigned fallback_slot;
 static atomic_uint fallback_next;
 
 static inline unsigned my_slot(unsigned mask)

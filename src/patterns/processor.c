@@ -201,14 +201,16 @@ static slot *find_slot(sq_processor *p, uint64_t id)
  * aborted (nothing reaped in those three cases). */
 static int reap_one(sq_processor *p, sq_job_outcome *out, int64_t deadline)
 {
-    uint64_t id = 0; /* task ids are never 0: nonzero means reaped */
+    uint64_t id = 0;
     void *res = NULL;
-    int rc = sq_group_next_until(p->group, &id, &res, deadline);
-    if (id == 0)
-        return rc;
+    int task_status = 0;
+    int rc = sq_group_reap_until(p->group, &id, &res, &task_status, deadline);
+    if (rc)
+        return rc; /* the caller's own: nothing reaped */
     slot *s = res;
     if (!s) {
-        /* Finished without running: aborted, or no stack (rc says).
+        /* Finished without running: aborted, or no stack (task_status
+         * says which).
          * After a stop nothing is admitted any more: the slot and its
          * permit are simply not given back. */
         if (stopped(p)) {
@@ -219,7 +221,8 @@ static int reap_one(sq_processor *p, sq_job_outcome *out, int64_t deadline)
         size_t index = s ? s->index : SQ_JOB_NONE;
         if (s)
             retire(p, s);
-        job_failed(p, index, rc < 0 ? rc : -ECANCELED, false);
+        job_failed(p, index, task_status < 0 ? task_status : -ECANCELED,
+                   false);
         return 0;
     }
     size_t index = s->index;
@@ -326,23 +329,6 @@ void sq_processor_cancel(sq_processor *p)
 
 /* ---------------------------------------------------- create, destroy */
 
-static void *make_group(void *arg)
-{
-    return (void *)(intptr_t)sq_group_create(arg);
-}
-
-/* The group of the jobs, on rt.  From a plain thread sq_group_create is
- * not available (it binds to the caller's runtime), so a short task of rt
- * creates it. */
-static int group_for(sq_runtime *rt, bool inside, sq_group **out)
-{
-    if (inside)
-        return sq_group_create(out);
-    void *res = NULL;
-    int rc = sq_runtime_block_on(rt, make_group, out, &res);
-    return rc ? rc : (int)(intptr_t)res;
-}
-
 int sq_processor_create(sq_processor **out, size_t n, size_t k,
                         sq_job_fn fn, void *arg,
                         const sq_processor_opts *opts)
@@ -363,7 +349,7 @@ int sq_processor_create(sq_processor **out, size_t n, size_t k,
         free(slots);
         return -ENOMEM;
     }
-    int rc = group_for(rt, cur != NULL, &p->group);
+    int rc = sq_group_create_in(rt, &p->group);
     if (rc) {
         free(p);
         free(slots);

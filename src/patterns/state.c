@@ -92,14 +92,20 @@ static void unmask(bool masked)
         sq_cancel_unmask();
 }
 
-/* Locks m, not cancellably (the holds of our internal locks are short). */
-static void lock_nocancel(sq_mutex *m)
-{
-    bool masked = mask();
-    while (sq_mutex_lock(m) != 0)
-        ; /* not reached: cancellation is masked, no deadline */
-    unmask(masked);
-}
+/* Takes one of our internal locks (a mutex, the current value's write
+ * lock, a delivery turn) with `call`, a lock call without a deadline, and
+ * returns holding it: the calling task's cancellation is masked around it
+ * (masks nest, so callers that mask already may use it too), which leaves
+ * the call no way to fail.  The holds of these locks are short, and a
+ * committed update must be published whatever happens to its task.  A
+ * macro, so that each lock call keeps its own site for the checks. */
+#define TAKE_NOCANCEL(call)                                            \
+    do {                                                               \
+        bool masked_ = mask();                                         \
+        while ((call) != 0)                                            \
+            ; /* not reached: cancellation is masked, no deadline */   \
+        unmask(masked_);                                               \
+    } while (0)
 
 static int64_t deadline_after(int64_t ns)
 {
@@ -224,8 +230,7 @@ static void listener_send(sq_state_listener *l, sq_state_snap *s)
     int64_t deadline = -1;
     bool timed_out = false;
     sq_state_snap *drop = NULL;
-    while (sq_mutex_lock(&l->lock) != 0)
-        ; /* masked: not reached */
+    TAKE_NOCANCEL(sq_mutex_lock(&l->lock));
     for (;;) {
         if (l->closed || listener_dead(l))
             break;
@@ -254,8 +259,7 @@ static void listener_send(sq_state_listener *l, sq_state_snap *s)
         sq_cancel_unmask(); /* harmless -EPERM on a plain thread */
         int rc = sq_notify_wait_until(&l->space, deadline);
         sq_cancel_mask();
-        while (sq_mutex_lock(&l->lock) != 0)
-            ;
+        TAKE_NOCANCEL(sq_mutex_lock(&l->lock));
         if (rc != 0)
             timed_out = true; /* one more look: room may have just come */
     }
@@ -301,7 +305,7 @@ int sq_state_destroy(sq_state *st)
     struct sq__state_set *set = st->_set;
     for (size_t i = 0; set && i < set->n; i++) {
         sq_state_listener *l = set->l[i];
-        lock_nocancel(&l->lock);
+        TAKE_NOCANCEL(sq_mutex_lock(&l->lock));
         l->closed = true;
         sq_mutex_unlock(&l->lock);
         sq_notify_one(&l->items);
@@ -375,8 +379,7 @@ static void deliver(sq_state_snap *s, bool wait_turn,
                     struct sq__state_set *set)
 {
     if (wait_turn)
-        while (sq_sem_acquire(&s->turn, 1) != 0)
-            ; /* masked: not reached */
+        TAKE_NOCANCEL(sq_sem_acquire(&s->turn, 1));
     for (size_t i = 0; set && i < set->n; i++) {
         sq_state_listener *l = set->l[i];
         if (s->version > l->from && !listener_dead(l))
@@ -470,8 +473,7 @@ int sq_state_change_until(sq_state *st, sq_state_need_fn need,
     struct sq__state_set *set = st->_set;
     if (set)
         atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
-    while (sq_rwlock_write_lock(&st->_cur_lock) != 0)
-        ; /* masked: not reached */
+    TAKE_NOCANCEL(sq_rwlock_write_lock(&st->_cur_lock));
     st->_cur = ns;
     atomic_store_explicit(&st->_version, v, memory_order_release);
     sq_rwlock_write_unlock(&st->_cur_lock);
@@ -651,7 +653,7 @@ void sq_state_unlisten(sq_state_listener *l)
 {
     if (!l)
         return;
-    lock_nocancel(&l->lock);
+    TAKE_NOCANCEL(sq_mutex_lock(&l->lock));
     atomic_store_explicit(&l->gone, true, memory_order_relaxed);
     size_t head = l->head, len = l->len;
     l->len = 0;

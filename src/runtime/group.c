@@ -13,23 +13,30 @@
 struct sq_group {
     sq_runtime *rt;
     sq__spin lock;
-    sq__task *members;          /* unreaped, linked by grp_prev/grp_next */
+    struct sq__list members;    /* unreaped, linked by grp_link */
     sq__task *done_head, *done_tail; /* finished, unreaped, by qnext */
     size_t count;
     sq__waiter *waiter;
 };
 
-int sq_group_create(sq_group **out)
+int sq_group_create_in(sq_runtime *rt, sq_group **out)
 {
-    sq_runtime *rt = sq_runtime_current();
-    if (!rt)
-        return -EPERM;
+    if (!rt || !out)
+        return -EINVAL;
     sq_group *g = calloc(1, sizeof *g);
     if (!g)
         return -ENOMEM;
     g->rt = rt;
     *out = g;
     return 0;
+}
+
+int sq_group_create(sq_group **out)
+{
+    sq_runtime *rt = sq_runtime_current();
+    if (!rt)
+        return -EPERM;
+    return sq_group_create_in(rt, out);
 }
 
 int(sq_group_spawn)(sq_group *g, sq_task_fn fn, void *arg,
@@ -52,11 +59,7 @@ int sq_group_spawn_at(sq_group *g, sq_task_fn fn, void *arg,
         return rc;
     t->group = g;
     sq__spin_lock(&g->lock);
-    t->grp_prev = NULL;
-    t->grp_next = g->members;
-    if (g->members)
-        g->members->grp_prev = t;
-    g->members = t;
+    sq__list_push_front(&g->members, &t->grp_link);
     g->count++;
     sq__spin_unlock(&g->lock);
     if (id_out)
@@ -89,18 +92,13 @@ static sq__task *take_done(sq_group *g)
     g->done_head = t->qnext;
     if (!g->done_head)
         g->done_tail = NULL;
-    if (t->grp_prev)
-        t->grp_prev->grp_next = t->grp_next;
-    else
-        g->members = t->grp_next;
-    if (t->grp_next)
-        t->grp_next->grp_prev = t->grp_prev;
+    sq__list_remove(&g->members, &t->grp_link);
     g->count--;
     return t;
 }
 
-int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
-                        int64_t deadline)
+int sq_group_reap_until(sq_group *g, uint64_t *id_out, void **result,
+                        int *status_out, int64_t deadline)
 {
     if (!g || deadline < 0)
         return -EINVAL;
@@ -123,6 +121,8 @@ int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
         if (g->waiter == &w)
             g->waiter = NULL;
         if (rc) {
+            /* The caller's own -ECANCELED or -ETIMEDOUT: nothing reaped,
+             * even if a member finished meanwhile (the next call gets it). */
             sq__spin_unlock(&g->lock);
             return rc;
         }
@@ -141,7 +141,23 @@ int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
         *id_out = id;
     if (result)
         *result = res;
-    return status;
+    if (status_out)
+        *status_out = status;
+    return 0;
+}
+
+int sq_group_reap(sq_group *g, uint64_t *id_out, void **result,
+                  int *status_out)
+{
+    return sq_group_reap_until(g, id_out, result, status_out, SQ_FOREVER);
+}
+
+int sq_group_next_until(sq_group *g, uint64_t *id_out, void **result,
+                        int64_t deadline)
+{
+    int status = 0;
+    int rc = sq_group_reap_until(g, id_out, result, &status, deadline);
+    return rc ? rc : status;
 }
 
 int sq_group_next(sq_group *g, uint64_t *id_out, void **result)
@@ -160,20 +176,22 @@ size_t sq_group_size(sq_group *g)
 void sq_group_cancel_all(sq_group *g)
 {
     sq__spin_lock(&g->lock);
-    for (sq__task *t = g->members; t; t = t->grp_next)
-        sq__task_abort(t);
+    SQ__LIST_FOREACH(l, &g->members)
+        sq__task_abort(sq__task_of_link(l, grp_link));
     sq__spin_unlock(&g->lock);
 }
 
 int sq_group_wait_all(sq_group *g)
 {
     for (;;) {
-        int rc = sq_group_next(g, NULL, NULL);
+        /* Members' own outcomes are dropped; an error is the caller's
+         * (its abort, -EBUSY, -EINVAL).  Not sq_group_next plus
+         * sq_cancelled(): that is true for a masked caller too, whose
+         * -ECANCELED can only be a member's. */
+        int rc = sq_group_reap(g, NULL, NULL, NULL);
         if (rc == -ENOENT)
             return 0;
-        if (rc == -ECANCELED && sq_cancelled())
-            return rc; /* the caller itself was aborted */
-        if (rc == -EBUSY || rc == -EINVAL)
+        if (rc)
             return rc;
     }
 }
@@ -185,7 +203,7 @@ void sq_group_destroy(sq_group *g)
     bool masked = sq_cancel_mask() == 0;
     sq_group_cancel_all(g);
     int rc;
-    while ((rc = sq_group_next(g, NULL, NULL)) != -ENOENT)
+    while ((rc = sq_group_reap(g, NULL, NULL, NULL)) != -ENOENT)
         if (rc == -EBUSY)
             sq_yield(); /* another task is reaping: let it */
     if (masked)

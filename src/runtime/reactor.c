@@ -99,11 +99,11 @@ static void dispatch(sq_io *io, uint32_t events)
 static int epoll_wait_ns(int epfd, struct epoll_event *evs, int n,
                          int64_t timeout)
 {
-    /* Not under ThreadSanitizer: it intercepts epoll_wait (whose return
-     * it orders after the epoll_ctl that registered a handle), not a raw
-     * system call, and would report the handle's first use by the driver
-     * as a race with its allocation.  The watcher's deadlines make this
-     * path the common one. */
+    /* epoll_pwait2 (ns timeouts) through syscall(2) when the kernel has it;
+     * not under ThreadSanitizer, which models the happens-before from
+     * epoll_ctl's registration to epoll_wait's return only for calls it
+     * intercepts (it reported races on a handle's fields otherwise).  The
+     * watcher's deadlines (sched.c) make the timed path a common one. */
 #if defined(SYS_epoll_pwait2) && !defined(SQ__TSAN)
     static atomic_int no_pwait2;
     if (timeout > 0 && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {

@@ -66,7 +66,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-static _Thread_local sq__worker *tls_worker;
+static SQ__TLS sq__worker *tls_worker;
 
 /* Not inlined: a task may resume on another thread, and the compiler must
  * not reuse a thread-local address computed before a switch. */
@@ -81,6 +81,19 @@ sq__task *sq__task_current(void)
 {
     sq__worker *w = sq__worker_current();
     return w ? w->cur : NULL;
+}
+
+bool sq__task_is_local(const sq__task *t)
+{
+    sq__worker *w = sq__worker_current();
+    return w && w->rt == t->rt;
+}
+
+void sq__task_yield_handoff(void)
+{
+    sq__worker *w = sq__worker_current();
+    if (w && w->cur)
+        sq__sched_switch_away(SQ__SW_YIELD);
 }
 
 sq_runtime *sq_runtime_current(void)
@@ -1229,6 +1242,20 @@ static void settle(sq__worker *w)
          * the task not parked and does nothing, as before. */
         atomic_store_explicit(&p->state, SQ__T_QUEUED, memory_order_release);
         rq_push(w, p);
+        /* Tell a parked worker, if any: this worker goes on with another
+         * task, and if that one computes without switching (or spins
+         * until the yielded task has done something), the yielded task
+         * would wait for it, however long, while other workers sleep
+         * (parked workers only hear of pushes that notify).  Not for a
+         * task queued by a hand-off: thieves leave it alone while this
+         * worker switches anyway (hand-off affinity), and the releaser's
+         * yield after every contended unlock must stay cheap.  One
+         * relaxed load in the common case (every worker busy); without
+         * the fence sq__sched_notify pays first, a worker parking at this
+         * very instant can miss it (then the task waits as before). */
+        if (!atomic_load_explicit(&p->handoff, memory_order_relaxed) &&
+            atomic_load_explicit(&w->rt->nparked, memory_order_relaxed))
+            sq__sched_notify(w->rt);
         break;
     case SQ__SW_EXIT:
         sq__task_settle_exit(w, p);
@@ -1275,6 +1302,7 @@ void sq__sched_switch_away(int action)
     sq__worker *w = sq__worker_current();
     sq__task *self = w->cur;
     sq__task *next;
+    sq__stack_check(self);
     if (SQ__UNLIKELY(!self->ran_once)) {
         self->ran_once = true;
         feed_note(w, self, action);

@@ -150,11 +150,7 @@ static void registry_add(sq_runtime *rt, sq__task *t, int shard)
 {
     t->reg_shard = shard;
     sq__spin_lock(&rt->reg[shard].lock);
-    t->reg_prev = NULL;
-    t->reg_next = rt->reg[shard].head;
-    if (t->reg_next)
-        t->reg_next->reg_prev = t;
-    rt->reg[shard].head = t;
+    sq__list_push_front(&rt->reg[shard].tasks, &t->reg_link);
     sq__spin_unlock(&rt->reg[shard].lock);
 }
 
@@ -162,12 +158,7 @@ static void registry_remove(sq_runtime *rt, sq__task *t)
 {
     int shard = t->reg_shard;
     sq__spin_lock(&rt->reg[shard].lock);
-    if (t->reg_prev)
-        t->reg_prev->reg_next = t->reg_next;
-    else
-        rt->reg[shard].head = t->reg_next;
-    if (t->reg_next)
-        t->reg_next->reg_prev = t->reg_prev;
+    sq__list_remove(&rt->reg[shard].tasks, &t->reg_link);
     sq__spin_unlock(&rt->reg[shard].lock);
 }
 
@@ -176,8 +167,8 @@ void sq__registry_foreach(sq_runtime *rt, void (*fn)(sq__task *, void *),
 {
     for (int i = 0; i < SQ__REG_SHARDS; i++) {
         sq__spin_lock(&rt->reg[i].lock);
-        for (sq__task *t = rt->reg[i].head; t; t = t->reg_next)
-            fn(t, arg);
+        SQ__LIST_FOREACH(l, &rt->reg[i].tasks)
+            fn(sq__task_of_link(l, reg_link), arg);
         sq__spin_unlock(&rt->reg[i].lock);
     }
 }
@@ -192,8 +183,8 @@ void sq__registry_cancel_all(sq_runtime *rt)
 {
     for (int i = 0; i < SQ__REG_SHARDS; i++) {
         sq__spin_lock(&rt->reg[i].lock);
-        for (sq__task *t = rt->reg[i].head; t; t = t->reg_next)
-            sq__task_abort(t);
+        SQ__LIST_FOREACH(l, &rt->reg[i].tasks)
+            sq__task_abort(sq__task_of_link(l, reg_link));
         sq__spin_unlock(&rt->reg[i].lock);
     }
 }
@@ -223,6 +214,7 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     t->ran_once = false;
     t->finished = false;
     t->cancel_mask = 0;
+    t->cancel_seen = false;
     atomic_store_explicit(&t->cancel_req, false, memory_order_relaxed);
     atomic_store_explicit(&t->state, SQ__T_QUEUED, memory_order_relaxed);
     t->handle = keep_handle ? SQ__H_ATTACHED : SQ__H_DETACHED;
@@ -308,7 +300,12 @@ int(sq_runtime_spawn)(sq_runtime *rt, sq_task *out, sq_task_fn fn, void *arg,
 
 void sq__group_member_done(struct sq_group *g, sq__task *t);
 
-/* Publishes the task's outcome and wakes its joiner or group. */
+/* Publishes the task's outcome and wakes its joiner or group.  status is
+ * non-zero only for a task that never ran (-ECANCELED, -ENOMEM); one that
+ * ran reports -ECANCELED only if the abort reached it (cancel_seen, which
+ * only the task itself writes, and it is the one finishing here): an
+ * abort that came too late to be seen, even one that came before this
+ * point, does not change the outcome of a task that returned normally. */
 static void task_finish(sq__task *t, void *result, int status)
 {
     /* Once installed the hooks stay (sq_check switches findings off, not
@@ -318,7 +315,7 @@ static void task_finish(sq__task *t, void *result, int status)
         ck->task_exit(t);
     sq__spin_lock(&t->lock);
     t->result = result;
-    t->status = atomic_load(&t->cancel_req) ? -ECANCELED : status;
+    t->status = status ? status : t->cancel_seen ? -ECANCELED : 0;
     t->finished = true;
     sq__waiter *j = t->joiner;
     t->joiner = NULL;
@@ -353,6 +350,7 @@ void sq__task_settle_exit(sq__worker *w, sq__task *t)
 #endif
         sq__stack_put(rt, w, t->stack);
         t->stack = NULL;
+        t->canary = NULL;
     }
     /* release: nothing here reads another thread's writes after it */
     atomic_store_explicit(&t->state, SQ__T_DONE, memory_order_release);
@@ -380,6 +378,7 @@ int sq__task_prepare(sq__worker *w, sq__task *t)
         return -1;
     }
     t->started = true;
+    t->canary = sq__stack_canary(t->stack);
     sq__ctx_make(&t->ctx, t->stack->base, t->stack->size, task_entry, t);
 #ifdef SQ__TSAN
     t->tsan_fiber = __tsan_create_fiber(0);
@@ -391,8 +390,11 @@ int sq__task_prepare(sq__worker *w, sq__task *t)
 
 bool sq__cancel_pending(sq__task *t)
 {
-    return t->cancel_mask == 0 &&
-           atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+    if (t->cancel_mask != 0 ||
+        !atomic_load_explicit(&t->cancel_req, memory_order_acquire))
+        return false;
+    t->cancel_seen = true;
+    return true;
 }
 
 const sq__check_hooks *_Atomic sq__check_hooks_on;
@@ -402,7 +404,7 @@ void sq__waiter_init_for(sq__waiter *w, int kind, const void *obj)
     w->task = sq__task_current();
     atomic_store_explicit(&w->signalled, 0, memory_order_relaxed);
     w->status = 0;
-    w->next = w->prev = NULL;
+    w->link.next = w->link.prev = NULL;
     w->data = NULL;
     w->kind = kind;
     w->obj = obj;
@@ -613,7 +615,10 @@ const char *sq_task_name(void)
 bool sq_cancelled(void)
 {
     sq__task *t = sq__task_current();
-    return t && atomic_load(&t->cancel_req);
+    if (!t || !atomic_load(&t->cancel_req))
+        return false;
+    t->cancel_seen = true; /* told: its join reports -ECANCELED */
+    return true;
 }
 
 int sq_cancel_mask(void)
@@ -634,4 +639,46 @@ int sq_cancel_unmask(void)
         return -EINVAL;
     t->cancel_mask--;
     return 0;
+}
+
+/* ------------------------------------------------ accessors (iface.h) */
+
+uint64_t sq__task_id_of(const sq__task *t)
+{
+    return atomic_load_explicit(&t->id, memory_order_relaxed);
+}
+
+const char *sq__task_name_of(const sq__task *t)
+{
+    return t->name;
+}
+
+const char *sq__task_site_of(const sq__task *t)
+{
+    return t->spawn_site;
+}
+
+int sq__task_state_of(const sq__task *t)
+{
+    return atomic_load_explicit(&t->state, memory_order_acquire);
+}
+
+sq__waiter *sq__task_waiting_of(const sq__task *t)
+{
+    return atomic_load_explicit(&t->waiting, memory_order_acquire);
+}
+
+void **sq__task_check_slot(sq__task *t)
+{
+    return &t->check;
+}
+
+int sq__runtime_workers(const sq_runtime *rt)
+{
+    return rt->nworkers;
+}
+
+uint64_t sq__runtime_seed(const sq_runtime *rt)
+{
+    return rt->seed;
 }

@@ -23,7 +23,7 @@
 struct sq__barrier_node {
     sq_sem sem;          /* 0 permits; the leader releases 1 */
     uint64_t generation; /* the generation this party arrived in */
-    struct sq__barrier_node *next, *prev;
+    struct sq__link link;  /* in the barrier's list */
 };
 typedef struct sq__barrier_node node;
 
@@ -40,7 +40,7 @@ int sq_barrier_init(sq_barrier *b, size_t n)
     b->_parties = n;
     b->_arrived = 0;
     b->_generation = 0;
-    b->_head = b->_tail = NULL;
+    sq__list_init(&b->_waiting);
     return 0;
 }
 
@@ -52,42 +52,19 @@ int sq_barrier_destroy(sq_barrier *b)
     return busy ? -EBUSY : 0;
 }
 
-static void list_push(sq_barrier *b, node *n)
-{
-    n->next = NULL;
-    n->prev = b->_tail;
-    if (b->_tail)
-        b->_tail->next = n;
-    else
-        b->_head = n;
-    b->_tail = n;
-}
-
-static void list_remove(sq_barrier *b, node *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        b->_head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        b->_tail = n->prev;
-}
-
 /* Under the lock, b's generation complete: ends it and lets every listed
  * party go (after unlocking). */
 static void complete_locked(sq_barrier *b)
 {
-    node *n = b->_head;
-    b->_head = b->_tail = NULL;
+    struct sq__link *l = sq__list_take_all(&b->_waiting);
     b->_arrived = 0;
     b->_generation++;
     sq__spin_unlock(barrier_lock(b));
-    while (n) {
-        node *next = n->next; /* n may vanish once its permit is given */
+    while (l) {
+        struct sq__link *next = l->next; /* may vanish once released */
+        node *n = sq__list_entry(l, node, link);
         sq__sem_release(&n->sem, 1, 1, SQ__SEM_OVER_SATURATE, 0);
-        n = next;
+        l = next;
     }
 }
 
@@ -107,7 +84,7 @@ int sq_barrier_wait_until(sq_barrier *b, bool *leader, int64_t deadline)
     node me;
     sq__sem_init(&me.sem, 0);
     me.generation = b->_generation;
-    list_push(b, &me);
+    sq__list_push_back(&b->_waiting, &me.link);
     b->_arrived++;
     sq__spin_unlock(barrier_lock(b));
 
@@ -116,7 +93,7 @@ int sq_barrier_wait_until(sq_barrier *b, bool *leader, int64_t deadline)
         return 0;
     sq__spin_lock(barrier_lock(b));
     if (b->_generation == me.generation) {
-        list_remove(b, &me); /* still listed: withdraw the arrival */
+        sq__list_remove(&b->_waiting, &me.link); /* withdraw the arrival */
         b->_arrived--;
         sq__spin_unlock(barrier_lock(b));
         return rc;

@@ -160,7 +160,7 @@ void sq_broadcast_close(sq_broadcast *b)
     sq__spin_lock(tx_lock(b));
     atomic_fetch_or_explicit(&b->_tail, CLOSED, memory_order_seq_cst);
     sq__spin_lock(sq__waitlist_lock(&b->_waiters));
-    struct sq__listener *l = sq__waitlist_take_locked(&b->_waiters);
+    struct sq__link *l = sq__waitlist_take_locked(&b->_waiters);
     sq__spin_unlock(sq__waitlist_lock(&b->_waiters));
     sq__spin_unlock(tx_lock(b));
     sq__waitlist_release(l);

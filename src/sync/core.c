@@ -30,7 +30,10 @@
  * Leftovers (the queue emptied while permits were being handed out) are
  * therefore added back after unlocking, through the ordinary release path;
  * for that instant they are in the releaser's hand, and a try_acquire can
- * see -EAGAIN.
+ * see -EAGAIN.  The exception is close: once CLOSED is set nobody can
+ * take permits, so the partial assignments it takes back go to the count
+ * under the lock, and its unlock is its last touch (a waiter it woke may
+ * free the semaphore once it has had the lock).
  *
  * Cancellation.  A waiter whose wait ends without a grant (timeout,
  * cancellation) takes the lock; if it was granted meanwhile it keeps the
@@ -71,33 +74,19 @@ void sq__sem_init(sq_sem *s, size_t n)
     atomic_init(&s->_state, permits(n));
     atomic_init(&s->_lock, 0);
     s->_flags = 0;
-    s->_head = s->_tail = NULL;
+    sq__list_init(&s->_waiters);
 }
 
 /* ------------------------------------------------------------ the queue */
 
 static void queue_push(sq_sem *s, sq__waiter *w)
 {
-    w->next = NULL;
-    w->prev = s->_tail;
-    if (s->_tail)
-        s->_tail->next = w;
-    else
-        s->_head = w;
-    s->_tail = w;
+    sq__list_push_back(&s->_waiters, &w->link);
 }
 
 static void queue_remove(sq_sem *s, sq__waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        s->_tail = w->prev;
-    w->next = w->prev = NULL;
+    sq__list_remove(&s->_waiters, &w->link);
 }
 
 /* Under the lock: clears WAITERS if the queue has become empty
@@ -105,7 +94,7 @@ static void queue_remove(sq_sem *s, sq__waiter *w)
  * makes nothing available. */
 static void settle_flag_locked(sq_sem *s)
 {
-    if (!s->_head)
+    if (sq__list_empty(&s->_waiters))
         atomic_fetch_and_explicit(&s->_state, ~SQ__SEM_WAITERS,
                                   memory_order_relaxed);
 }
@@ -132,10 +121,10 @@ static void signal_locked(wake_list *wl, sq__waiter *w)
      * runtime cannot go away under it.  A plain thread (or another
      * runtime) wakes it now, under the lock, which the woken task must
      * take before it can finish, so the runtime outlives the wake-up. */
-    sq__worker *me = sq__worker_current();
-    if (wl->n < WAKE_BATCH && me && me->rt == t->rt)
+    bool local = sq__task_is_local(t);
+    if (wl->n < WAKE_BATCH && local)
         wl->task[wl->n++] = t;
-    else if (me && me->rt == t->rt)
+    else if (local)
         sq__task_wake_handoff(t);
     else
         sq__task_wake(t);
@@ -155,8 +144,8 @@ static void wake_listed(wake_list *wl)
  * back after unlocking). */
 static size_t dispatch_locked(sq_sem *s, size_t n, wake_list *wl)
 {
-    while (n && s->_head) {
-        sq__waiter *w = s->_head;
+    while (n && !sq__list_empty(&s->_waiters)) {
+        sq__waiter *w = sq__waiter_of(s->_waiters.head);
         sem_waiter *sw = sq__container_of(w, sem_waiter, w);
         size_t take = n < sw->need ? n : sw->need;
         sw->need -= take;
@@ -236,7 +225,7 @@ static int acquire_slow(sq_sem *s, size_t n, int64_t deadline,
     queue_remove(s, &sw.w);
     size_t back = n - sw.need;
     wake_list wl = {.n = 0};
-    if (s->_head && back)
+    if (!sq__list_empty(&s->_waiters) && back)
         back = dispatch_locked(s, back, &wl);
     else
         settle_flag_locked(s);
@@ -294,11 +283,8 @@ static int released(wake_list *wl, bool yield, int rc)
 {
     int woke = wl->n;
     wake_listed(wl);
-    if (yield && woke) {
-        sq__worker *me = sq__worker_current();
-        if (me && me->cur)
-            sq__sched_switch_away(SQ__SW_YIELD);
-    }
+    if (yield && woke)
+        sq__task_yield_handoff();
     return rc;
 }
 
@@ -359,8 +345,8 @@ void sq__sem_grant_all(sq_sem *s)
         return;
     wake_list wl = {.n = 0};
     sq__spin_lock(sem_lock(s));
-    while (s->_head) {
-        sq__waiter *w = s->_head;
+    while (!sq__list_empty(&s->_waiters)) {
+        sq__waiter *w = sq__waiter_of(s->_waiters.head);
         sq__container_of(w, sem_waiter, w)->need = 0;
         queue_remove(s, w);
         w->status = 0;
@@ -371,14 +357,36 @@ void sq__sem_grant_all(sq_sem *s)
     wake_listed(&wl);
 }
 
+/* Under the lock, with CLOSED set: adds n permits to the count
+ * (saturating at SQ_SEM_MAX_PERMITS).  Safe under the lock only because
+ * the semaphore is closed: no acquire can take them, so none can return
+ * because of them before the unlock. */
+static void give_back_closed_locked(sq_sem *s, size_t n)
+{
+    uint64_t old = atomic_load_explicit(&s->_state, memory_order_relaxed);
+    for (;;) {
+        size_t avail = avail_of(old);
+        size_t add = n > SQ_SEM_MAX_PERMITS - avail ? SQ_SEM_MAX_PERMITS - avail
+                                                    : n;
+        if (atomic_compare_exchange_weak_explicit(
+                &s->_state, &old, old + permits(add), memory_order_release,
+                memory_order_relaxed))
+            return;
+    }
+}
+
+/* A waiter woken here may free s as soon as it has had the lock after us
+ * (the rule of struct sq__waiter), so everything, the partial assignments
+ * given back included, is done before the unlock, which is the last touch
+ * of s; the tasks woken after it are the waiters' own, not s. */
 void sq__sem_close(sq_sem *s)
 {
     size_t back = 0;
     wake_list wl = {.n = 0};
     sq__spin_lock(sem_lock(s));
     atomic_fetch_or_explicit(&s->_state, SQ__SEM_CLOSED, memory_order_release);
-    while (s->_head) {
-        sq__waiter *w = s->_head;
+    while (!sq__list_empty(&s->_waiters)) {
+        sq__waiter *w = sq__waiter_of(s->_waiters.head);
         sem_waiter *sw = sq__container_of(w, sem_waiter, w);
         back += sw->want - sw->need;
         queue_remove(s, w);
@@ -386,10 +394,10 @@ void sq__sem_close(sq_sem *s)
         signal_locked(&wl, w);
     }
     settle_flag_locked(s);
+    if (back)
+        give_back_closed_locked(s, back);
     sq__spin_unlock(sem_lock(s));
     wake_listed(&wl);
-    if (back)
-        sq__sem_release(s, back, SQ_SEM_MAX_PERMITS, SQ__SEM_OVER_SATURATE, 0);
 }
 
 bool sq__sem_has_waiters(sq_sem *s)

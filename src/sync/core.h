@@ -7,7 +7,7 @@
 
 #include "squirrel/sync.h"
 
-#include "../runtime/internal.h"
+#include "sq_runtime/iface.h"
 
 /* Bits of sq_sem._state; the available count is state >> SQ__SEM_SHIFT. */
 #define SQ__SEM_CLOSED ((uint64_t)1)
@@ -16,7 +16,7 @@
 #define SQ__SEM_SHIFT 2
 
 /* sq_sem._flags (set at init, read by the checks). */
-#define SQ__SEM_F_MAY_WAIT 1u /* a lock that may be held across waits */
+#define SQ__SEM_F_MAY_WAIT SQ__LOCK_F_MAY_WAIT /* held across waits */
 
 /* How sq__sem_release treats a count that would pass `limit`. */
 enum sq__sem_over {

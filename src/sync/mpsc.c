@@ -128,7 +128,7 @@ enum { WAKE_MSG = 0, WAKE_CLOSE = 1 };
  * thread (a send never waits, so a task sending in a loop would otherwise
  * keep its worker, and a receiver queued there, until it is done). */
 #define SEND_BUDGET 128
-static _Thread_local unsigned send_budget;
+static SQ__TLS unsigned send_budget;
 
 #define BLOCK_HEADER 64
 

@@ -28,7 +28,7 @@
 struct sq__listener {
     sq_sem sem;                       /* 0 permits; a waker releases 1 */
     uint64_t epoch;                   /* the list's epoch when queued */
-    struct sq__listener *next, *prev; /* in the list */
+    struct sq__link link;             /* in the list */
 };
 typedef struct sq__listener listener;
 
@@ -37,27 +37,9 @@ void sq__waitlist_init(sq__waitlist *wl)
     atomic_init(&wl->_lock, 0);
     atomic_init(&wl->_count, 0);
     wl->_epoch = 0;
-    wl->_head = NULL;
+    sq__list_init(&wl->_listeners);
 }
 
-static void list_push(sq__waitlist *wl, listener *n)
-{
-    n->prev = NULL;
-    n->next = wl->_head;
-    if (wl->_head)
-        wl->_head->prev = n;
-    wl->_head = n;
-}
-
-static void list_remove(sq__waitlist *wl, listener *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        wl->_head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-}
 
 int sq__waitlist_wait(sq__waitlist *wl, _Atomic uint64_t *word, uint64_t mask,
                       uint64_t expected, int64_t deadline)
@@ -73,7 +55,7 @@ int sq__waitlist_wait(sq__waitlist *wl, _Atomic uint64_t *word, uint64_t mask,
         return 0;
     }
     n.epoch = wl->_epoch;
-    list_push(wl, &n);
+    sq__list_push_front(&wl->_listeners, &n.link);
     sq__spin_unlock(sq__waitlist_lock(wl));
 
     int rc = sq__sem_acquire_as(&n.sem, 1, deadline, true, SQ__WAIT_CHANNEL);
@@ -83,7 +65,7 @@ int sq__waitlist_wait(sq__waitlist *wl, _Atomic uint64_t *word, uint64_t mask,
     sq__spin_lock(sq__waitlist_lock(wl));
     bool listed = n.epoch == wl->_epoch;
     if (listed) {
-        list_remove(wl, &n);
+        sq__list_remove(&wl->_listeners, &n.link);
         atomic_fetch_sub_explicit(&wl->_count, 1, memory_order_seq_cst);
     }
     sq__spin_unlock(sq__waitlist_lock(wl));
@@ -94,20 +76,20 @@ int sq__waitlist_wait(sq__waitlist *wl, _Atomic uint64_t *word, uint64_t mask,
     return 0;
 }
 
-listener *sq__waitlist_take_locked(sq__waitlist *wl)
+struct sq__link *sq__waitlist_take_locked(sq__waitlist *wl)
 {
-    listener *l = wl->_head;
-    wl->_head = NULL;
+    struct sq__link *l = sq__list_take_all(&wl->_listeners);
     wl->_epoch++;
     atomic_store_explicit(&wl->_count, 0, memory_order_seq_cst);
     return l;
 }
 
-void sq__waitlist_release(listener *l)
+void sq__waitlist_release(struct sq__link *l)
 {
     while (l) {
-        listener *next = l->next; /* l may be gone once released */
-        sq__sem_release(&l->sem, 1, 1, SQ__SEM_OVER_SATURATE, 0);
+        struct sq__link *next = l->next; /* l may be gone once released */
+        listener *n = sq__list_entry(l, listener, link);
+        sq__sem_release(&n->sem, 1, 1, SQ__SEM_OVER_SATURATE, 0);
         l = next;
     }
 }
@@ -117,7 +99,7 @@ void sq__waitlist_wake(sq__waitlist *wl)
     if (!atomic_load_explicit(&wl->_count, memory_order_seq_cst))
         return;
     sq__spin_lock(sq__waitlist_lock(wl));
-    listener *l = sq__waitlist_take_locked(wl);
+    struct sq__link *l = sq__waitlist_take_locked(wl);
     sq__spin_unlock(sq__waitlist_lock(wl));
     sq__waitlist_release(l);
 }

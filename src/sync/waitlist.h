@@ -32,8 +32,8 @@ void sq__waitlist_wake(sq__waitlist *wl);
 /* For a caller that must change the word and take the waiters under the
  * list's lock (close): takes every queued waiter off the list and returns
  * them, to be woken with sq__waitlist_release after unlocking. */
-struct sq__listener *sq__waitlist_take_locked(sq__waitlist *wl);
-void sq__waitlist_release(struct sq__listener *l);
+struct sq__link *sq__waitlist_take_locked(sq__waitlist *wl);
+void sq__waitlist_release(struct sq__link *l);
 
 /* Number of waiters queued now (a snapshot). */
 unsigned sq__waitlist_count(sq__waitlist *wl);

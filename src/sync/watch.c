@@ -151,7 +151,7 @@ void sq_watch_close(sq_watch *w)
                                                   memory_order_relaxed))
             break;
     }
-    struct sq__listener *l = sq__waitlist_take_locked(&w->_waiters);
+    struct sq__link *l = sq__waitlist_take_locked(&w->_waiters);
     sq__spin_unlock(sq__waitlist_lock(&w->_waiters));
     sq__waitlist_release(l);
 }

@@ -3,13 +3,16 @@
  * tasks or threads; a longer cycle names its path; consistent orders,
  * repeated by many tasks and threads, report nothing and are validated
  * once per chain; trylocks add no order; two locks of one class nested are
- * reported; the graph stops at its bounds and says so once. */
+ * reported; the graph stops at its bounds and says so once; the graph
+ * handed out (sq_check_order_graph_take) lists every class and order with
+ * its sites and first taker. */
 #include "testlib.h"
 
 #include "squirrel/check.h"
 #include "squirrel/rwlock.h"
 #include "squirrel/sync.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -262,6 +265,96 @@ TEST(reset_forgets_the_graph)
     begin();
     sq_test_run(1, reset_root, NULL);
     end();
+}
+
+/* ----------------------------------------------------- the graph itself */
+
+/* The edge from class `from` to class `to` in g, or NULL. */
+static const sq_check_order_edge *edge_of(const sq_check_order_graph *g,
+                                          const char *from, const char *to)
+{
+    for (size_t i = 0; i < g->nedges; i++) {
+        const sq_check_order_edge *e = &g->edges[i];
+        if (!strcmp(g->classes[e->from].name, from) &&
+            !strcmp(g->classes[e->to].name, to))
+            return e;
+    }
+    return NULL;
+}
+
+static void check_edge(const sq_check_order_graph *g, const char *from,
+                       const char *to, const char *from_site,
+                       const char *to_site, const char *by, bool reported)
+{
+    const sq_check_order_edge *e = edge_of(g, from, to);
+    CHECK(e != NULL);
+    if (!e)
+        return;
+    CHECK(!e->from_shared && !e->to_shared);
+    CHECK(!strcmp(e->from_site, from_site));
+    CHECK(!strcmp(e->to_site, to_site));
+    CHECK(strstr(e->first_by, by) != NULL);
+    CHECK(e->first_by_spawn_site &&
+          strstr(e->first_by_spawn_site, "lockdep_test.c:") != NULL);
+    CHECK_EQ(e->reported, reported);
+}
+
+static void *graph_root(void *arg)
+{
+    (void)arg;
+    locks l;
+    init_locks(&l);
+    run_task("first", take_ab, &l);   /* A -> B */
+    run_task("second", take_bc, &l);  /* B -> C */
+    run_task("third", take_ca, &l);   /* C -> A closes A -> B -> C -> A */
+    CHECK_EQ(report_count(), 1);
+
+    sq_check_order_graph *g;
+    CHECK_EQ(sq_check_order_graph_take(&g), 0);
+    CHECK_EQ(g->nclasses, 3);
+    CHECK_EQ(g->nedges, 3);
+    CHECK_EQ(g->stats.classes, 3);
+    CHECK_EQ(g->stats.edges, 3);
+    CHECK(!g->stats.full);
+    for (size_t i = 0; i < g->nedges; i++)
+        CHECK(g->edges[i].from < g->nclasses && g->edges[i].to < g->nclasses);
+    check_edge(g, "A", "B", l.s[0].a, l.s[0].b, "task 'first'", false);
+    check_edge(g, "B", "C", l.s[1].b, l.s[1].c, "task 'second'", false);
+    check_edge(g, "C", "A", l.s[2].c, l.s[2].a, "task 'third'", true);
+    CHECK(edge_of(g, "A", "C") == NULL);
+
+    char *json = NULL;
+    CHECK_EQ(sq_check_order_graph_json(g, &json), 0);
+    CHECK(json && strstr(json, "{\"name\": \"A\"}") != NULL);
+    CHECK(json && strstr(json, "{\"from\": \"C\", \"to\": \"A\", "
+                               "\"from_mode\": \"exclusive\"") != NULL);
+    CHECK(json && strstr(json, "\"reported\": true}") != NULL);
+    CHECK(json && strstr(json, "\"stats\": {\"classes\": 3, "
+                               "\"edges\": 3,") != NULL);
+    free(json);
+    sq_check_order_graph_free(g);
+
+    /* A copy: a reset does not touch it, and the next one is empty. */
+    CHECK_EQ(sq_check_order_graph_take(&g), 0);
+    sq_check_reset_order_graph();
+    CHECK_EQ(g->nedges, 3);
+    CHECK(!strcmp(g->classes[g->edges[0].from].name, "A"));
+    sq_check_order_graph_free(g);
+    CHECK_EQ(sq_check_order_graph_take(&g), 0);
+    CHECK_EQ(g->nclasses, 0);
+    CHECK_EQ(g->nedges, 0);
+    sq_check_order_graph_free(g);
+    return NULL;
+}
+
+TEST(order_graph_lists_classes_and_orders_with_sites_and_takers)
+{
+    begin();
+    sq_test_run(2, graph_root, NULL);
+    end();
+    CHECK_EQ(sq_check_order_graph_take(NULL), -EINVAL);
+    CHECK_EQ(sq_check_order_graph_json(NULL, NULL), -EINVAL);
+    sq_check_order_graph_free(NULL);
 }
 
 /* ------------------------------------------------------ three-class cycle */

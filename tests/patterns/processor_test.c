@@ -11,6 +11,7 @@
 #include "squirrel/sync.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -1050,6 +1051,68 @@ TEST(plain_threads_and_tasks_share_a_runtime)
     CHECK_EQ(atomic_load(&J->saw_cancel), 4);
     CHECK_EQ(r.not_started, 25);
     jobs_free(J);
+    check_alive(rt, 0);
+    sq_runtime_destroy(rt);
+}
+
+/* From a plain thread, creating a processor needs nothing from the
+ * runtime (its group is bound to it directly): it returns while the
+ * runtime's only worker is kept busy by a task that waits for exactly
+ * that (and gives up, failing, after 10 s). */
+typedef struct hog_ctl {
+    atomic_int started, release, gave_up;
+} hog_ctl;
+
+static void *hog(void *arg)
+{
+    hog_ctl *h = arg;
+    atomic_store(&h->started, 1);
+    int64_t limit = sq_now() + 10 * SQ_SEC;
+    while (!atomic_load(&h->release))
+        if (sq_now() > limit) {
+            atomic_store(&h->gave_up, 1);
+            break;
+        }
+    return NULL;
+}
+
+static int square_job(size_t i, void *arg, void **result)
+{
+    (void)arg;
+    *result = (void *)(uintptr_t)(i * i);
+    return 0;
+}
+
+TEST(create_from_a_plain_thread_needs_no_worker)
+{
+    sq_runtime *rt;
+    CHECK_EQ(sq_runtime_create(&rt, &(sq_runtime_opts){.workers = 1}), 0);
+    hog_ctl h = {.started = 0};
+    sq_task t;
+    CHECK_EQ(sq_runtime_spawn(rt, &t, hog, &h, NULL), 0);
+    while (!atomic_load(&h.started))
+        sched_yield();
+    sq_processor *p;
+    sq_processor_opts po = {.runtime = rt, .spawn = &small};
+    CHECK_EQ(sq_processor_create(&p, 8, 3, square_job, NULL, &po), 0);
+    atomic_store(&h.release, 1);
+    CHECK_EQ(sq_join(t, NULL), 0);
+    CHECK_EQ(atomic_load(&h.gave_up), 0);
+    bool seen[8] = {false};
+    sq_job_outcome o;
+    int got = 0;
+    while (sq_processor_next(p, &o) == 0) {
+        CHECK_EQ(o.status, 0);
+        CHECK(o.index < 8);
+        if (o.index < 8) {
+            CHECK(!seen[o.index]);
+            seen[o.index] = true;
+            CHECK_EQ((uintptr_t)o.result, o.index * o.index);
+        }
+        got++;
+    }
+    CHECK_EQ(got, 8);
+    sq_processor_destroy(p);
     check_alive(rt, 0);
     sq_runtime_destroy(rt);
 }

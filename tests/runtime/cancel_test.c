@@ -2,6 +2,7 @@
  * masking defers it, tasks aborted before they start never run. */
 #include "testlib.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -289,11 +290,14 @@ static void *abort_races(void *arg)
         CHECK_EQ(sq_abort(t), 0);
         void *r;
         int rc = sq_join(t, &r);
-        /* Aborted before it finished: join says so; aborting a finished
-         * task changes nothing. */
+        /* Join reports -ECANCELED exactly when the abort reached the
+         * task: it never ran (NULL result), or its sleep said -ECANCELED
+         * (its result).  A sleep that ended normally, the abort arriving
+         * during its last instructions or after it returned, is 0. */
         CHECK((rc == -ECANCELED &&
                ((intptr_t)r == 0 || (intptr_t)r == -ECANCELED)) ||
               (rc == 0 && (intptr_t)r == 0));
+        CHECK(rc == -ECANCELED || (intptr_t)r != -ECANCELED);
     }
     return NULL;
 }
@@ -301,4 +305,118 @@ static void *abort_races(void *arg)
 TEST(abort_racing_with_completion_is_consistent)
 {
     sq_test_run(2, abort_races, NULL);
+}
+
+/* --------------------------- what a join reports for an aborted task */
+
+typedef struct unseen {
+    atomic_int started, go;
+    int mode;
+} unseen;
+
+enum { U_COMPUTE, U_MASKED, U_POLL };
+
+/* U_COMPUTE: runs without a cancellation point until `go`, returns 42.
+ * U_MASKED: waits for `go` in masked sleeps (each returns 0: masked, the
+ * abort is not reported), unmasks, returns 42 with no cancellation point
+ * after.  U_POLL: yields, masked (so the yields report nothing), until
+ * sq_cancelled() tells it, then returns 7. */
+static void *unseen_task(void *arg)
+{
+    unseen *u = arg;
+    atomic_store(&u->started, 1);
+    switch (u->mode) {
+    case U_COMPUTE:
+        while (!atomic_load(&u->go))
+            ;
+        return (void *)42;
+    case U_MASKED:
+        CHECK_EQ(sq_cancel_mask(), 0);
+        while (!atomic_load(&u->go))
+            CHECK_EQ(sq_sleep(50 * SQ_USEC), 0);
+        CHECK_EQ(sq_cancel_unmask(), 0);
+        return (void *)42;
+    default:
+        CHECK_EQ(sq_cancel_mask(), 0);
+        while (!sq_cancelled())
+            CHECK_EQ(sq_yield(), 0);
+        CHECK_EQ(sq_cancel_unmask(), 0);
+        return (void *)7;
+    }
+}
+
+/* From a plain thread, so that the task computing on a worker holds up
+ * nothing the test needs: abort it while it runs, let it finish. */
+static void join_after_abort(int mode, int want_rc, void *want_result)
+{
+    sq_runtime *rt;
+    CHECK_EQ(sq_runtime_create(&rt, &(sq_runtime_opts){.workers = 2}), 0);
+    unseen u = {.mode = mode};
+    sq_task t;
+    CHECK_EQ(sq_runtime_spawn(rt, &t, unseen_task, &u, NULL), 0);
+    while (!atomic_load(&u.started))
+        sched_yield();
+    CHECK_EQ(sq_abort(t), 0); /* it is running now */
+    atomic_store(&u.go, 1);
+    void *r = NULL;
+    CHECK_EQ(sq_join(t, &r), want_rc);
+    CHECK(r == want_result);
+    sq_runtime_destroy(rt);
+}
+
+TEST(abort_the_task_never_saw_is_not_reported_by_join)
+{
+    join_after_abort(U_COMPUTE, 0, (void *)42);
+    join_after_abort(U_MASKED, 0, (void *)42);
+}
+
+TEST(abort_the_task_saw_through_sq_cancelled_is_reported_by_join)
+{
+    join_after_abort(U_POLL, -ECANCELED, (void *)7);
+}
+
+/* A task group reports each member as sq_join would. */
+static void *group_unseen_root(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    unseen quiet = {.mode = U_MASKED}, told = {.mode = U_POLL};
+    atomic_int sleeping = 0;
+    uint64_t id_quiet, id_told, id_sleeper;
+    CHECK_EQ(sq_group_spawn(g, unseen_task, &quiet, NULL, &id_quiet), 0);
+    CHECK_EQ(sq_group_spawn(g, unseen_task, &told, NULL, &id_told), 0);
+    CHECK_EQ(sq_group_spawn(g, sleep_forever, &sleeping, NULL, &id_sleeper),
+             0);
+    while (!atomic_load(&quiet.started) || !atomic_load(&told.started) ||
+           !atomic_load(&sleeping))
+        sq_yield();
+    sq_group_cancel_all(g);
+    atomic_store(&quiet.go, 1);
+    for (int i = 0; i < 3; i++) {
+        uint64_t id = 0;
+        void *r = NULL;
+        int status = 1;
+        CHECK_EQ(sq_group_reap(g, &id, &r, &status), 0);
+        if (id == id_quiet) {
+            CHECK_EQ(status, 0);
+            CHECK(r == (void *)42);
+        } else if (id == id_told) {
+            CHECK_EQ(status, -ECANCELED);
+            CHECK(r == (void *)7);
+        } else {
+            CHECK_EQ(id, id_sleeper);
+            CHECK_EQ(status, -ECANCELED);
+            CHECK_EQ((intptr_t)r, -ECANCELED);
+        }
+    }
+    CHECK_EQ(sq_group_size(g), 0);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_members_report_an_abort_as_their_join_would)
+{
+    atomic_store(&cleanups, 0);
+    sq_test_run(2, group_unseen_root, NULL);
 }

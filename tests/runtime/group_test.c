@@ -1,7 +1,9 @@
 /* Task groups: next in completion order, wait_all, cancel_all, destroy. */
 #include "testlib.h"
 
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 static void *sleep_then_return(void *arg)
 {
@@ -150,4 +152,247 @@ static void *wait_all_root(void *arg)
 TEST(group_wait_all_and_deadlines)
 {
     sq_test_run(2, wait_all_root, NULL);
+}
+
+/* ------------------------- a member's -ECANCELED and the caller's own */
+
+static void *sleep_forever_member(void *arg)
+{
+    atomic_int *started = arg;
+    atomic_fetch_add(started, 1);
+    int rc = sq_sleep(3600 * SQ_SEC);
+    return (void *)(intptr_t)rc;
+}
+
+typedef struct reaper {
+    sq_group *g;
+    atomic_int waiting;
+    bool use_next;
+} reaper;
+
+/* Waits in the group until aborted; returns what the call returned, and
+ * checks that nothing was reaped or stored. */
+static void *reap_until_aborted(void *arg)
+{
+    reaper *r = arg;
+    uint64_t id = 12345;
+    void *res = (void *)&id;
+    int status = 12345;
+    atomic_store(&r->waiting, 1);
+    int rc = r->use_next ? sq_group_next(r->g, &id, &res)
+                         : sq_group_reap(r->g, &id, &res, &status);
+    CHECK_EQ(id, 12345);
+    CHECK(res == (void *)&id);
+    CHECK_EQ(status, 12345);
+    return (void *)(intptr_t)rc;
+}
+
+static void *tell_apart_root(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    atomic_int started = 0;
+    uint64_t ids[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(sq_group_spawn(g, sleep_forever_member, &started, NULL,
+                                &ids[i]), 0);
+    while (atomic_load(&started) < 2)
+        sq_yield();
+
+    /* The caller's own abort: -ECANCELED, nothing reaped, nothing
+     * stored (both calls). */
+    for (int k = 0; k < 2; k++) {
+        reaper r = {.g = g, .use_next = k == 1};
+        sq_task t;
+        CHECK_EQ(sq_spawn(&t, reap_until_aborted, &r, NULL), 0);
+        while (!atomic_load(&r.waiting))
+            sq_yield();
+        sq_sleep(SQ_MSEC); /* usually parked in the group by now */
+        CHECK_EQ(sq_abort(t), 0);
+        void *rc;
+        CHECK_EQ(sq_join(t, &rc), -ECANCELED);
+        CHECK_EQ((intptr_t)rc, -ECANCELED);
+        CHECK_EQ(sq_group_size(g), 2);
+    }
+
+    /* A cancelled member: reap says 0 and hands over its -ECANCELED;
+     * next returns -ECANCELED with the id stored. */
+    sq_group_cancel_all(g);
+    uint64_t id = 0;
+    void *res = NULL;
+    int status = 0;
+    CHECK_EQ(sq_group_reap(g, &id, &res, &status), 0);
+    CHECK(id == ids[0] || id == ids[1]);
+    CHECK_EQ(status, -ECANCELED);
+    CHECK_EQ((intptr_t)res, -ECANCELED);
+    uint64_t id2 = 0;
+    CHECK_EQ(sq_group_next(g, &id2, &res), -ECANCELED);
+    CHECK(id2 != 0 && id2 != id && (id2 == ids[0] || id2 == ids[1]));
+    CHECK_EQ(sq_group_reap(g, &id, &res, &status), -ENOENT);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_reap_tells_a_cancelled_member_from_the_callers_own_abort)
+{
+    sq_test_run(2, tell_apart_root, NULL);
+}
+
+/* wait_all by a caller that is aborted but masks cancellation: every
+ * member's -ECANCELED is theirs, so it reaps them all and returns 0. */
+typedef struct masked_waiter {
+    sq_group *g;
+    atomic_int started;
+} masked_waiter;
+
+static void *masked_wait_all(void *arg)
+{
+    masked_waiter *m = arg;
+    sq_group *g = m->g;
+    CHECK_EQ(sq_cancel_mask(), 0);
+    atomic_store(&m->started, 1);
+    while (!sq_cancelled())
+        sq_yield(); /* masked: 0 */
+    sq_group_cancel_all(g);
+    int rc = sq_group_wait_all(g);
+    CHECK_EQ(sq_cancel_unmask(), 0);
+    return (void *)(intptr_t)rc;
+}
+
+static void *masked_wait_all_root(void *arg)
+{
+    (void)arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create(&g), 0);
+    atomic_int started = 0;
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(sq_group_spawn(g, sleep_forever_member, &started, NULL,
+                                NULL), 0);
+    while (atomic_load(&started) < 10)
+        sq_yield();
+    masked_waiter m = {.g = g, .started = 0};
+    sq_task t;
+    CHECK_EQ(sq_spawn(&t, masked_wait_all, &m, NULL), 0);
+    while (!atomic_load(&m.started)) /* else it would never run */
+        sq_yield();
+    CHECK_EQ(sq_abort(t), 0);
+    void *rc;
+    CHECK_EQ(sq_join(t, &rc), -ECANCELED); /* it asked sq_cancelled() */
+    CHECK_EQ((intptr_t)rc, 0);
+    CHECK_EQ(sq_group_size(g), 0);
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_wait_all_of_a_masked_aborted_caller_reaps_everything)
+{
+    sq_test_run(2, masked_wait_all_root, NULL);
+}
+
+/* ------------------------------------------- a group bound to a runtime */
+
+static void *double_it(void *arg)
+{
+    return (void *)((intptr_t)arg * 2);
+}
+
+typedef struct busy_worker {
+    atomic_int started, release, gave_up;
+} busy_worker;
+
+/* Keeps the runtime's only worker busy (no switch) until released, or
+ * 10 s at most. */
+static void *hog(void *arg)
+{
+    busy_worker *b = arg;
+    atomic_store(&b->started, 1);
+    int64_t limit = sq_now() + 10 * SQ_SEC;
+    while (!atomic_load(&b->release))
+        if (sq_now() > limit) {
+            atomic_store(&b->gave_up, 1);
+            break;
+        }
+    return NULL;
+}
+
+/* From a plain thread: create (without any help from the runtime, whose
+ * only worker is busy), spawn, reap, wait, destroy. */
+TEST(group_created_in_a_runtime_works_from_a_plain_thread)
+{
+    sq_group *g;
+    CHECK_EQ(sq_group_create_in(NULL, &g), -EINVAL);
+    sq_runtime *rt;
+    CHECK_EQ(sq_runtime_create(&rt, &(sq_runtime_opts){.workers = 1}), 0);
+    CHECK_EQ(sq_group_create_in(rt, NULL), -EINVAL);
+    CHECK_EQ(sq_group_create(&g), -EPERM); /* not a runtime thread */
+
+    busy_worker b = {.started = 0};
+    sq_task h;
+    CHECK_EQ(sq_runtime_spawn(rt, &h, hog, &b, NULL), 0);
+    while (!atomic_load(&b.started))
+        sched_yield();
+    CHECK_EQ(sq_group_create_in(rt, &g), 0); /* needs no worker */
+    uint64_t ids[20];
+    for (intptr_t i = 0; i < 20; i++)
+        CHECK_EQ(sq_group_spawn(g, double_it, (void *)i, NULL, &ids[i]), 0);
+    CHECK_EQ(sq_group_size(g), 20);
+    atomic_store(&b.release, 1);
+    CHECK_EQ(sq_join(h, NULL), 0);
+    CHECK_EQ(atomic_load(&b.gave_up), 0);
+
+    intptr_t sum = 0;
+    for (int i = 0; i < 10; i++) {
+        uint64_t id = 0;
+        void *r;
+        int status = 1;
+        CHECK_EQ(sq_group_reap(g, &id, &r, &status), 0); /* blocks */
+        CHECK_EQ(status, 0);
+        intptr_t k = (intptr_t)r / 2;
+        CHECK(k >= 0 && k < 20);
+        if (k >= 0 && k < 20)
+            CHECK_EQ(id, ids[k]);
+        sum += k;
+    }
+    CHECK_EQ(sq_group_wait_all(g), 0);
+    CHECK_EQ(sq_group_size(g), 0);
+    CHECK(sum >= 0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9);
+    for (intptr_t i = 0; i < 5; i++)
+        CHECK_EQ(sq_group_spawn(g, sleep_then_return, (void *)(i + 1), NULL,
+                                NULL), 0);
+    sq_group_destroy(g); /* cancels and reaps them, from this thread */
+    sq_runtime_destroy(rt);
+}
+
+/* From a task of another runtime: members run in the group's runtime. */
+static void *where_am_i(void *arg)
+{
+    (void)arg;
+    return sq_runtime_current();
+}
+
+static void *other_runtime_group_root(void *arg)
+{
+    sq_runtime *other = arg;
+    sq_group *g;
+    CHECK_EQ(sq_group_create_in(other, &g), 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(sq_group_spawn(g, where_am_i, NULL, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++) {
+        void *r = NULL;
+        int status = 1;
+        CHECK_EQ(sq_group_reap(g, NULL, &r, &status), 0);
+        CHECK_EQ(status, 0);
+        CHECK(r == other);
+    }
+    sq_group_destroy(g);
+    return NULL;
+}
+
+TEST(group_created_in_another_runtime_runs_its_members_there)
+{
+    sq_runtime *other;
+    CHECK_EQ(sq_runtime_create(&other, &(sq_runtime_opts){.workers = 1}), 0);
+    sq_test_run(2, other_runtime_group_root, other);
+    sq_runtime_destroy(other);
 }

@@ -97,6 +97,61 @@ TEST(busy_tasks_do_not_starve_a_queued_one)
     CHECK_EQ(atomic_load(&third_ran), 100);
 }
 
+/* A task that yields while its worker goes on to a task that computes
+ * without switching runs on another worker, even one that was asleep:
+ * here the computing task waits for the yielded one (root) to set a flag,
+ * so without that it would spin until its 10 s limit and fail. */
+typedef struct strand {
+    atomic_int started, flag, gave_up;
+} strand;
+
+static void *spin_until_flag(void *arg)
+{
+    strand *s = arg;
+    atomic_store(&s->started, 1);
+    int64_t limit = sq_now() + 10 * SQ_SEC;
+    while (!atomic_load(&s->flag))
+        if (sq_now() > limit) {
+            atomic_store(&s->gave_up, 1);
+            break;
+        }
+    return NULL;
+}
+
+static void *strand_root(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        /* Let the other worker go to sleep first (the interesting case;
+         * the wait ends either way). */
+        sq_runtime_stats st;
+        sq_runtime_stats_get(NULL, &st);
+        uint64_t parks = st.parks;
+        int64_t limit = sq_now() + SQ_SEC;
+        while (st.parks == parks && sq_now() < limit) {
+            sq_sleep(20 * SQ_USEC);
+            sq_runtime_stats_get(NULL, &st);
+        }
+        /* The first yield runs the new task on this worker (spawned tasks
+         * run next) and queues root behind it: only another worker can
+         * run root now. */
+        strand s = {.started = 0};
+        sq_task t;
+        CHECK_EQ(sq_spawn(&t, spin_until_flag, &s, NULL), 0);
+        while (!atomic_load(&s.started))
+            sq_yield();
+        atomic_store(&s.flag, 1);
+        CHECK_EQ(sq_join(t, NULL), 0);
+        CHECK_EQ(atomic_load(&s.gave_up), 0);
+    }
+    return NULL;
+}
+
+TEST(a_yielded_task_is_not_stranded_behind_a_computing_one)
+{
+    sq_test_run(2, strand_root, NULL);
+}
+
 /* Deep chains of spawns from tasks (the chained_spawn shape) and spawns
  * from many plain threads at once all complete exactly once. */
 static atomic_long chain_done;

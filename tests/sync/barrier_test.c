@@ -263,20 +263,11 @@ static void *storm_party(void *arg)
 static void *storm_root(void *arg)
 {
     storm *s = arg;
-    static sq_task t[STORM_PARTIES];
-    uint32_t x = 4242;
-    for (int i = 0; i < STORM_PARTIES; i++) {
-        CHECK_EQ(sq_spawn(&t[i], storm_party, s, &small), 0);
-        if (i % 16 == 15) {
-            for (int k = 0; k < 6; k++)
-                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < STORM_PARTIES; i++) /* the rest: withdraw all */
-        sq_abort(t[i]);
-    for (int i = 0; i < STORM_PARTIES; i++)
-        sq_join(t[i], NULL);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = STORM_PARTIES, .fn = storm_party, .arg = s,
+        .every = 16, .aborts = 6,
+        .last_one_in = 1, /* the rest: withdraw all */
+        .seed = 4242});
     /* Nobody is left counted: a lone party now waits, times out and
      * withdraws (a stale arrival would have let it through or, with the
      * count off by N - 1, made it the leader). */

@@ -794,27 +794,15 @@ static void *cs_thread(void *arg)
 static void *cs_root(void *arg)
 {
     storm *s = arg;
-    static sq_task v[CS_VICTIMS];
     sq_task sv[CS_SURVIVORS - 1], tx;
-    uint32_t x = 4242;
     for (int i = 0; i < CS_SURVIVORS - 1; i++)
         CHECK_EQ(sq_spawn(&sv[i], cs_survivor, s, &small), 0);
     while (atomic_load(&s->drained) < CS_SURVIVORS)
         sq_yield();
     CHECK_EQ(sq_spawn(&tx, cs_sender, s, &small), 0);
-    for (int i = 0; i < CS_VICTIMS; i++) {
-        CHECK_EQ(sq_spawn(&v[i], cs_victim, s, &small), 0);
-        if (i % 8 == 7) {
-            for (int k = 0; k < 4; k++)
-                sq_abort(v[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < CS_VICTIMS; i++)
-        if (sq_test_rnd(&x) % 2)
-            sq_abort(v[i]);
-    for (int i = 0; i < CS_VICTIMS; i++)
-        sq_join(v[i], NULL);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = CS_VICTIMS, .fn = cs_victim, .arg = s, .every = 8,
+        .aborts = 4, .last_one_in = 2, .seed = 4242});
     CHECK_EQ(sq_join(tx, NULL), 0);
     for (int i = 0; i < CS_SURVIVORS - 1; i++)
         CHECK_EQ(sq_join(sv[i], NULL), 0);

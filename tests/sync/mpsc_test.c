@@ -867,41 +867,42 @@ static void *storm_receiver(void *arg)
     return NULL;
 }
 
+typedef struct storm_rx {
+    storm *s;
+    sq_task rx;
+} storm_rx;
+
+/* Every 250 senders, replaces the receiver: aborts it (perhaps mid-wait),
+ * waits until it has returned, starts the next one. */
+static void replace_receiver(int i, void *ctx)
+{
+    storm_rx *r = ctx;
+    if (i % 250 != 249)
+        return;
+    sq_abort(r->rx);
+    sq_join(r->rx, NULL);
+    CHECK_EQ(sq_spawn(&r->rx, storm_receiver, r->s, &small), 0);
+}
+
 static void *storm_root(void *arg)
 {
     storm *s = arg;
-    static sq_task t[STORM_SENDERS];
     static storm_sender_arg sa[STORM_SENDERS];
-    uint32_t x = 4242;
-    sq_task rx;
-    CHECK_EQ(sq_spawn(&rx, storm_receiver, s, &small), 0);
-    for (int i = 0; i < STORM_SENDERS; i++) {
+    for (int i = 0; i < STORM_SENDERS; i++)
         sa[i] = (storm_sender_arg){.s = s, .index = i};
-        CHECK_EQ(sq_spawn(&t[i], storm_sender_task, &sa[i], &small), 0);
-        if (i % 16 == 15) {
-            /* Abort random earlier senders, many of them waiting. */
-            for (int k = 0; k < 6; k++)
-                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-        if (i % 250 == 249) {
-            /* Replace the receiver: abort it (perhaps mid-wait), wait
-             * until it has returned, start the next one. */
-            sq_abort(rx);
-            sq_join(rx, NULL);
-            CHECK_EQ(sq_spawn(&rx, storm_receiver, s, &small), 0);
-        }
-    }
-    for (int i = 0; i < STORM_SENDERS; i++)
-        if (sq_test_rnd(&x) % 3 == 0)
-            sq_abort(t[i]);
-    for (int i = 0; i < STORM_SENDERS; i++)
-        sq_join(t[i], NULL);
+    storm_rx r = {.s = s};
+    CHECK_EQ(sq_spawn(&r.rx, storm_receiver, s, &small), 0);
+    /* Senders aborted at random, many of them waiting. */
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = STORM_SENDERS, .fn = storm_sender_task, .arg = sa,
+        .arg_stride = sizeof sa[0], .every = 16, .aborts = 6,
+        .last_one_in = 3, .seed = 4242, .after_spawn = replace_receiver,
+        .ctx = &r});
     while (atomic_load(&s->threads_done) < STORM_THREADS)
         sq_sleep(100 * SQ_USEC);
     atomic_store(&s->stop_rx, 1);
-    sq_abort(rx);
-    sq_join(rx, NULL);
+    sq_abort(r.rx);
+    sq_join(r.rx, NULL);
     /* Every sender and receiver has finished: drain what is left. */
     uint32_t id;
     int rc;

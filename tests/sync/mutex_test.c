@@ -136,20 +136,8 @@ static void *timed_task(void *arg)
 
 static void *timed_root(void *arg)
 {
-    shared *sh = arg;
-    sq_task t[STRESS_TASKS];
-    for (int i = 0; i < STRESS_TASKS; i++)
-        CHECK_EQ(sq_spawn(&t[i], timed_task, sh, &small), 0);
-    for (int i = 0; i < STRESS_TASKS; i += 5) {
-        sq_sleep(100 * SQ_USEC);
-        sq_abort(t[i]);
-    }
-    long total = 0;
-    for (int i = 0; i < STRESS_TASKS; i++) {
-        void *r = NULL;
-        sq_join(t[i], &r);
-        total += (long)(intptr_t)r;
-    }
+    long total = sq_test_abort_while_running(timed_task, arg, STRESS_TASKS,
+                                             NULL, 5, 100 * SQ_USEC);
     return (void *)(intptr_t)total;
 }
 

@@ -450,19 +450,9 @@ static void *storm_caller(void *arg)
 
 static void *storm_root(void *arg)
 {
-    storm *s = arg;
-    static sq_task t[STORM_CALLERS];
-    uint32_t x = 777;
-    for (int i = 0; i < STORM_CALLERS; i++) {
-        CHECK_EQ(sq_spawn(&t[i], storm_caller, s, &small), 0);
-        if (i % 16 == 15) {
-            for (int k = 0; k < 8; k++)
-                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < STORM_CALLERS; i++)
-        sq_join(t[i], NULL);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = STORM_CALLERS, .fn = storm_caller, .arg = arg,
+        .every = 16, .aborts = 8, .seed = 777});
     return NULL;
 }
 

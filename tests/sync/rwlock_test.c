@@ -259,16 +259,8 @@ static void *stress_thread(void *arg)
 static void *stress_root(void *arg)
 {
     shared *sh = arg;
-    sq_task t[STRESS_TASKS];
-    for (int i = 0; i < STRESS_TASKS; i++)
-        CHECK_EQ(sq_spawn(&t[i], stress_task, sh, &small), 0);
-    atomic_store(&sh->go, 1);
-    for (int i = 0; i < STRESS_TASKS; i += 9) { /* abort a few mid-run */
-        sq_sleep(300 * SQ_USEC);
-        sq_abort(t[i]);
-    }
-    for (int i = 0; i < STRESS_TASKS; i++)
-        sq_join(t[i], NULL);
+    sq_test_abort_while_running(stress_task, sh, STRESS_TASKS, &sh->go, 9,
+                                300 * SQ_USEC);
     return NULL;
 }
 
@@ -885,27 +877,11 @@ static void *storm_cycler(void *arg)
 static void *storm_root(void *arg)
 {
     shared *sh = arg;
-    static sq_task t[STORM_WAITERS];
-    sq_task c[STORM_CYCLERS];
-    uint32_t x = 12345;
-    for (int i = 0; i < STORM_CYCLERS; i++)
-        CHECK_EQ(sq_spawn(&c[i], storm_cycler, sh, &small), 0);
-    for (int i = 0; i < STORM_WAITERS; i++) {
-        CHECK_EQ(sq_spawn(&t[i], storm_waiter, sh, &small), 0);
-        if (i % 16 == 15) {
-            for (int k = 0; k < 8; k++) /* some still queued, some not */
-                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < STORM_WAITERS; i++)
-        if (sq_test_rnd(&x) % 2)
-            sq_abort(t[i]);
-    for (int i = 0; i < STORM_WAITERS; i++)
-        sq_join(t[i], NULL);
-    atomic_store(&sh->stop, 1);
-    for (int i = 0; i < STORM_CYCLERS; i++)
-        CHECK_EQ(sq_join(c[i], NULL), 0);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = STORM_WAITERS, .fn = storm_waiter, .arg = sh,
+        .every = 16, .aborts = 8, .last_one_in = 2, .seed = 12345,
+        .background = STORM_CYCLERS, .background_fn = storm_cycler,
+        .stop = &sh->stop});
     return NULL;
 }
 

@@ -8,8 +8,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
-static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
 
 /* ------------------------------------------------------------- basics */
 
@@ -216,6 +216,88 @@ TEST(close_wakes_every_waiter_with_eshutdown_and_keeps_permits)
     sq_test_run(2, close_root, NULL);
 }
 
+/* A waiter woken by close may free the semaphore as soon as its acquire
+ * returns: close must be done with it by then, including giving back the
+ * partial assignment the waiter held (1 of the 2 permits it asked for).
+ * The waiter and the closer are tasks and plain threads in turn, so the
+ * waiter is woken both at once under close's lock and after it.  Under
+ * ASan a late touch of the semaphore is a use-after-free. */
+#define CF_ROUNDS (SQ_TEST_SLOW ? 300 : 1500)
+
+typedef struct close_free {
+    sq_sem *s;
+    atomic_int queued; /* the waiter is about to wait or waiting */
+} close_free;
+
+static void *freeing_waiter(void *arg)
+{
+    close_free *c = arg;
+    sq_sem *s = c->s;
+    atomic_store(&c->queued, 1);
+    int rc = sq_sem_acquire(s, 2);
+    free(s); /* at once: nobody else may touch it now */
+    return (void *)(intptr_t)rc;
+}
+
+static void close_when_queued(close_free *c)
+{
+    while (!atomic_load(&c->queued) || sq_sem_available(c->s) != 0)
+        sq_yield(); /* until it has taken the 1 permit and queued */
+    sq_sem_close(c->s); /* c->s may be freed once this returns */
+}
+
+static void *closing_task(void *arg)
+{
+    close_when_queued(arg);
+    return NULL;
+}
+
+static const sq_spawn_opts small = {.stack_size = SQ_STACK_MIN};
+
+static void *close_free_root(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CF_ROUNDS; i++) {
+        close_free c = {.s = malloc(sizeof(sq_sem)), .queued = 0};
+        CHECK(c.s != NULL);
+        sq_sem_init(c.s, 1);
+        void *r = NULL;
+        switch (i % 3) {
+        case 0: { /* thread waits, task closes */
+            pthread_t th;
+            CHECK_EQ(pthread_create(&th, NULL, freeing_waiter, &c), 0);
+            close_when_queued(&c);
+            pthread_join(th, &r);
+            break;
+        }
+        case 1: { /* task waits, thread closes */
+            sq_task t;
+            CHECK_EQ(sq_spawn(&t, freeing_waiter, &c, &small), 0);
+            pthread_t th;
+            CHECK_EQ(pthread_create(&th, NULL, closing_task, &c), 0);
+            CHECK_EQ(sq_join(t, &r), 0);
+            pthread_join(th, NULL);
+            break;
+        }
+        default: { /* task waits, another task closes */
+            sq_task t, cl;
+            CHECK_EQ(sq_spawn(&t, freeing_waiter, &c, &small), 0);
+            CHECK_EQ(sq_spawn(&cl, closing_task, &c, &small), 0);
+            CHECK_EQ(sq_join(cl, NULL), 0);
+            CHECK_EQ(sq_join(t, &r), 0);
+            break;
+        }
+        }
+        CHECK_EQ((intptr_t)r, -ESHUTDOWN);
+    }
+    return NULL;
+}
+
+TEST(a_waiter_woken_by_close_may_free_the_semaphore_at_once)
+{
+    sq_test_run(2, close_free_root, NULL);
+}
+
 /* ------------------------------------------- plain threads and tasks */
 
 static void *thread_acquirer(void *arg)
@@ -321,17 +403,8 @@ static void *hw_thread(void *arg)
 static void *hw_root(void *arg)
 {
     hw *h = arg;
-    sq_task t[HW_TASKS];
-    for (int i = 0; i < HW_TASKS; i++)
-        CHECK_EQ(sq_spawn(&t[i], hw_task, h, &small), 0);
-    atomic_store(&h->go, 1);
-    /* Abort a few while they run. */
-    for (int i = 0; i < HW_TASKS; i += 7) {
-        sq_sleep(200 * SQ_USEC);
-        sq_abort(t[i]);
-    }
-    for (int i = 0; i < HW_TASKS; i++)
-        sq_join(t[i], NULL);
+    sq_test_abort_while_running(hw_task, h, HW_TASKS, &h->go, 7,
+                                200 * SQ_USEC);
     return NULL;
 }
 
@@ -399,29 +472,11 @@ static void *storm_cycler(void *arg)
 static void *storm_root(void *arg)
 {
     hw *h = arg;
-    static sq_task t[STORM_WAITERS];
-    sq_task c[STORM_CYCLERS];
-    uint32_t x = 12345;
-    for (int i = 0; i < STORM_CYCLERS; i++)
-        CHECK_EQ(sq_spawn(&c[i], storm_cycler, h, &small), 0);
-    for (int i = 0; i < STORM_WAITERS; i++) {
-        CHECK_EQ(sq_spawn(&t[i], storm_waiter, h, &small), 0);
-        if (i % 16 == 15) {
-            /* Abort random earlier waiters, some still queued. */
-            for (int k = 0; k < 8; k++)
-                sq_abort(t[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < STORM_WAITERS; i++) {
-        if (sq_test_rnd(&x) % 2)
-            sq_abort(t[i]);
-    }
-    for (int i = 0; i < STORM_WAITERS; i++)
-        sq_join(t[i], NULL);
-    atomic_store(&h->stop, 1);
-    for (int i = 0; i < STORM_CYCLERS; i++)
-        CHECK_EQ(sq_join(c[i], NULL), 0);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = STORM_WAITERS, .fn = storm_waiter, .arg = h,
+        .every = 16, .aborts = 8, .last_one_in = 2, .seed = 12345,
+        .background = STORM_CYCLERS, .background_fn = storm_cycler,
+        .stop = &h->stop});
     return NULL;
 }
 

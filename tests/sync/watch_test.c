@@ -506,6 +506,7 @@ TEST(reads_are_never_torn)
 typedef struct cx {
     sq_watch w;
     atomic_int cancelled, ready;
+    atomic_int aborts_done; /* root's last aborts are out: close now */
 } cx;
 
 static void *cx_victim(void *arg)
@@ -565,34 +566,34 @@ static void *cx_sender(void *arg)
         else
             sq_yield();
     }
+    /* Not before root's last aborts: victims that came after the last
+     * send are still waiting then, so some abort always finds a waiter
+     * (else a sender far ahead of the spawning root, on a loaded
+     * machine, could leave every victim done before any abort). */
+    while (!atomic_load(&c->aborts_done))
+        sq_sleep(50 * SQ_USEC);
     sq_watch_close(&c->w);
     return NULL;
+}
+
+static void cx_aborts_done(void *arg)
+{
+    atomic_store(&((cx *)arg)->aborts_done, 1);
 }
 
 static void *cx_root(void *arg)
 {
     cx *c = arg;
-    static sq_task v[CX_WAITERS];
     sq_task s[CX_SURVIVORS - 1], tx;
-    uint32_t x = 31337;
     for (int i = 0; i < CX_SURVIVORS - 1; i++)
         CHECK_EQ(sq_spawn(&s[i], cx_survivor, c, &small), 0);
     while (atomic_load(&c->ready) < CX_SURVIVORS)
         sq_yield();
     CHECK_EQ(sq_spawn(&tx, cx_sender, c, &small), 0);
-    for (int i = 0; i < CX_WAITERS; i++) {
-        CHECK_EQ(sq_spawn(&v[i], cx_victim, c, &small), 0);
-        if (i % 8 == 7) {
-            for (int k = 0; k < 4; k++)
-                sq_abort(v[sq_test_rnd(&x) % (unsigned)(i + 1)]);
-            sq_yield();
-        }
-    }
-    for (int i = 0; i < CX_WAITERS; i++)
-        if (sq_test_rnd(&x) % 2)
-            sq_abort(v[i]);
-    for (int i = 0; i < CX_WAITERS; i++)
-        sq_join(v[i], NULL);
+    sq_test_cancel_storm(&(sq_test_storm){
+        .tasks = CX_WAITERS, .fn = cx_victim, .arg = c, .every = 8,
+        .aborts = 4, .last_one_in = 2, .seed = 31337,
+        .after_aborts = cx_aborts_done, .ctx = c});
     CHECK_EQ(sq_join(tx, NULL), 0);
     for (int i = 0; i < CX_SURVIVORS - 1; i++)
         CHECK_EQ(sq_join(s[i], NULL), 0);

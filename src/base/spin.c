@@ -1,10 +1,9 @@
-/* Spin lock slow path and futex wrappers. */
-#include "internal.h"
+/* Spin lock slow path and futex wrappers (sq_base/spin.h). */
+#include "sq_base/spin.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <stddef.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,15 +26,12 @@ void sq__spin_lock_slow(sq__spin *l)
     }
 }
 
-/* Blocks the thread while *addr == expected, until woken or until the
- * absolute monotonic deadline (SQ_FOREVER = none).  May return spuriously;
- * callers loop. */
 void sq__futex_wait(atomic_uint *addr, unsigned expected, int64_t deadline)
 {
     struct timespec ts, *tsp = NULL;
-    if (deadline != SQ_FOREVER) {
-        ts.tv_sec = deadline / SQ_SEC;
-        ts.tv_nsec = deadline % SQ_SEC;
+    if (deadline != INT64_MAX) {
+        ts.tv_sec = deadline / 1000000000;
+        ts.tv_nsec = deadline % 1000000000;
         tsp = &ts;
     }
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
@@ -46,26 +42,4 @@ void sq__futex_wait(atomic_uint *addr, unsigned expected, int64_t deadline)
 void sq__futex_wake(atomic_uint *addr, int n)
 {
     syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
-}
-
-int64_t sq_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * SQ_SEC + ts.tv_nsec;
-}
-
-int sq_deadline_in(int64_t timeout_ns, int64_t *out)
-{
-    if (timeout_ns < 0)
-        return -EINVAL;
-    if (timeout_ns == SQ_FOREVER) {
-        *out = SQ_FOREVER;
-        return 0;
-    }
-    int64_t now = sq_now();
-    if (timeout_ns > INT64_MAX - 1 - now)
-        return -EOVERFLOW;
-    *out = now + timeout_ns;
-    return 0;
 }

@@ -1,0 +1,3 @@
+module squirrel/bench/mcpload
+
+go 1.19

@@ -1,0 +1,78 @@
+/* The proto layer: JSON-RPC 2.0 messages, parsed and written with jansson.
+ *
+ * A request's id is kept as the exact JSON text the peer sent (a string
+ * with its escapes, an integer of any size jansson accepts, ...) and
+ * written back byte for byte: an id is never re-encoded.  Nothing here
+ * knows about MCP.  Nothing waits.
+ */
+#ifndef SQ_PROTO_JSONRPC_H
+#define SQ_PROTO_JSONRPC_H
+
+#include "sq_proto/jansson.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sq_base/strbuf.h"
+
+/* The standard error codes. */
+enum {
+    SQ_RPC_PARSE_ERROR = -32700,
+    SQ_RPC_INVALID_REQUEST = -32600,
+    SQ_RPC_METHOD_NOT_FOUND = -32601,
+    SQ_RPC_INVALID_PARAMS = -32602,
+    SQ_RPC_INTERNAL_ERROR = -32603,
+};
+
+enum sq_rpc_kind {
+    SQ_RPC_REQUEST,       /* method and id */
+    SQ_RPC_NOTIFICATION,  /* method, no id */
+    SQ_RPC_RESPONSE,      /* id and result or error */
+    SQ_RPC_INVALID,       /* not a JSON-RPC 2.0 message (see why) */
+};
+
+/* One message of a body or line. */
+typedef struct sq_rpc_msg {
+    enum sq_rpc_kind kind;
+    json_t *json;        /* the message (a reference of its own) */
+    const char *method;  /* requests, notifications: into json */
+    json_t *params;      /* borrowed from json; NULL if absent */
+    char *id;            /* the id's JSON text as received (malloc'ed),
+                          * or NULL if there is none or it is not a
+                          * string or a number */
+    json_t *result;      /* responses: borrowed, one of the two */
+    json_t *error;
+    const char *why;     /* SQ_RPC_INVALID: what is wrong */
+} sq_rpc_msg;
+
+/* A parsed body or line: one message, or a batch (a JSON array). */
+typedef struct sq_rpc_parsed {
+    bool batch;
+    size_t n;            /* messages (0 for an empty batch) */
+    sq_rpc_msg *msgs;
+} sq_rpc_parsed;
+
+/* Parses text (len bytes, need not be NUL-terminated) into *out.
+ * Returns 0, SQ_RPC_PARSE_ERROR if the text is not one JSON value
+ * (duplicate keys, integers beyond 64 bits and invalid UTF-8 included),
+ * SQ_RPC_INVALID_REQUEST if it is neither an object nor an array, or
+ * -ENOMEM.  Each message is classified; an element of a batch that is
+ * not a message is SQ_RPC_INVALID (its id, if readable, is kept). */
+int sq_rpc_parse(const char *text, size_t len, sq_rpc_parsed *out);
+void sq_rpc_parsed_free(sq_rpc_parsed *p);
+/* Frees one message's contents (for messages taken out of a batch). */
+void sq_rpc_msg_free(sq_rpc_msg *m);
+
+/* Writes compact, single-line JSON (no newline inside) into b.  raw_id is
+ * an id as sq_rpc_msg.id holds it (NULL writes null).  Values are
+ * borrowed. */
+void sq_rpc_write_result(sq__strbuf *b, const char *raw_id, json_t *result);
+void sq_rpc_write_error(sq__strbuf *b, const char *raw_id, int code,
+                        const char *message, json_t *data);
+void sq_rpc_write_request(sq__strbuf *b, const char *raw_id,
+                          const char *method, json_t *params);
+void sq_rpc_write_notification(sq__strbuf *b, const char *method,
+                               json_t *params);
+/* Appends a JSON value compactly (single line). */
+void sq_rpc_write_json(sq__strbuf *b, json_t *v);
+
+#endif

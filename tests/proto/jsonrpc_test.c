@@ -1,0 +1,156 @@
+/* JSON-RPC messages: classification, ids written back exactly as sent,
+ * the standard errors, and single-line output. */
+#include <string.h>
+
+#include "sq_proto/jsonrpc.h"
+#include "testlib.h"
+
+static sq_rpc_parsed parse(const char *text, int want_rc)
+{
+    sq_rpc_parsed p;
+    int rc = sq_rpc_parse(text, strlen(text), &p);
+    CHECK_EQ(rc, want_rc);
+    return p;
+}
+
+static void check_result_line(const char *raw_id, const char *want)
+{
+    sq__strbuf b = SQ__STRBUF_INIT;
+    json_t *r = json_pack("{s:i}", "x", 1);
+    sq_rpc_write_result(&b, raw_id, r);
+    json_decref(r);
+    if (strcmp(sq__strbuf_str(&b), want) != 0) {
+        fprintf(stderr, "got  %s\nwant %s\n", sq__strbuf_str(&b), want);
+        CHECK(!"result line differs");
+    }
+    sq__strbuf_free(&b);
+}
+
+TEST(ids_are_written_back_byte_for_byte)
+{
+    const char *ids[] = {
+        "7", "\"abc\"", "\"a\\u0062c\"", "9007199254740993",
+        "-9223372036854775808", "1700000000000", "\"\\n\\\"\"", "0",
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        char text[256], want[256];
+        snprintf(text, sizeof text,
+                 "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":%s}", ids[i]);
+        sq_rpc_parsed p = parse(text, 0);
+        CHECK_EQ(p.n, 1);
+        CHECK_EQ(p.msgs[0].kind, SQ_RPC_REQUEST);
+        CHECK(p.msgs[0].id && strcmp(p.msgs[0].id, ids[i]) == 0);
+        snprintf(want, sizeof want,
+                 "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"x\":1}}", ids[i]);
+        check_result_line(p.msgs[0].id, want);
+        sq_rpc_parsed_free(&p);
+    }
+}
+
+TEST(the_id_is_found_whatever_its_place_and_spelling)
+{
+    sq_rpc_parsed p = parse("{ \"params\" : {\"id\": 5, \"x\": [1, {\"id\": 6}]},"
+                            "  \"\\u0069d\"  :  \"real\" , \"method\":\"m\","
+                            " \"jsonrpc\":\"2.0\"}", 0);
+    CHECK_EQ(p.msgs[0].kind, SQ_RPC_REQUEST);
+    CHECK(p.msgs[0].id && strcmp(p.msgs[0].id, "\"real\"") == 0);
+    CHECK(strcmp(p.msgs[0].method, "m") == 0);
+    CHECK(json_is_object(p.msgs[0].params));
+    sq_rpc_parsed_free(&p);
+}
+
+TEST(kinds_are_told_apart)
+{
+    sq_rpc_parsed p = parse("{\"jsonrpc\":\"2.0\",\"method\":\"n\"}", 0);
+    CHECK_EQ(p.msgs[0].kind, SQ_RPC_NOTIFICATION);
+    CHECK(p.msgs[0].id == NULL);
+    sq_rpc_parsed_free(&p);
+
+    p = parse("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}", 0);
+    CHECK_EQ(p.msgs[0].kind, SQ_RPC_RESPONSE);
+    CHECK(p.msgs[0].result && !p.msgs[0].error);
+    sq_rpc_parsed_free(&p);
+
+    p = parse("{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":1,\"message\":\"x\"}}", 0);
+    CHECK_EQ(p.msgs[0].kind, SQ_RPC_RESPONSE);
+    CHECK(p.msgs[0].error && !p.msgs[0].result);
+    sq_rpc_parsed_free(&p);
+
+    const char *invalid[] = {
+        "{\"jsonrpc\":\"1.0\",\"method\":\"m\",\"id\":1}",
+        "{\"method\":\"m\",\"id\":1}",
+        "{\"jsonrpc\":\"2.0\",\"method\":5,\"id\":1}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":null}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":{}}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":3}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":1,\"error\":{}}",
+    };
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
+        p = parse(invalid[i], 0);
+        CHECK_EQ(p.msgs[0].kind, SQ_RPC_INVALID);
+        CHECK(p.msgs[0].why != NULL);
+        sq_rpc_parsed_free(&p);
+    }
+    /* An invalid message keeps a readable id, for its error. */
+    p = parse("{\"jsonrpc\":\"1.0\",\"method\":\"m\",\"id\":\"k\"}", 0);
+    CHECK(p.msgs[0].id && strcmp(p.msgs[0].id, "\"k\"") == 0);
+    sq_rpc_parsed_free(&p);
+}
+
+TEST(parse_errors_and_non_messages)
+{
+    parse("{\"jsonrpc\":\"2.0\",", SQ_RPC_PARSE_ERROR);
+    parse("", SQ_RPC_PARSE_ERROR);
+    parse("{\"a\":1,\"a\":2}", SQ_RPC_PARSE_ERROR);          /* duplicate */
+    parse("{\"id\":123456789012345678901234567890}", SQ_RPC_PARSE_ERROR);
+    parse("\"\xff\"", SQ_RPC_PARSE_ERROR);                  /* not UTF-8 */
+    parse("42", SQ_RPC_INVALID_REQUEST);
+    parse("null", SQ_RPC_INVALID_REQUEST);
+}
+
+TEST(batches_keep_each_element_and_its_id)
+{
+    sq_rpc_parsed p = parse("[ {\"jsonrpc\":\"2.0\",\"method\":\"a\",\"id\":\"x\"} ,"
+                            "  7, {\"jsonrpc\":\"2.0\",\"method\":\"b\"},"
+                            "  {\"jsonrpc\":\"2.0\",\"method\":\"c\",\"id\":[1,\"]\"]},"
+                            "  {\"jsonrpc\":\"2.0\",\"method\":\"d\",\"id\":99} ]", 0);
+    CHECK(p.batch);
+    CHECK_EQ(p.n, 5);
+    CHECK_EQ(p.msgs[0].kind, SQ_RPC_REQUEST);
+    CHECK(strcmp(p.msgs[0].id, "\"x\"") == 0);
+    CHECK_EQ(p.msgs[1].kind, SQ_RPC_INVALID);
+    CHECK_EQ(p.msgs[2].kind, SQ_RPC_NOTIFICATION);
+    CHECK_EQ(p.msgs[3].kind, SQ_RPC_INVALID);
+    CHECK(p.msgs[3].id == NULL);
+    CHECK_EQ(p.msgs[4].kind, SQ_RPC_REQUEST);
+    CHECK(strcmp(p.msgs[4].id, "99") == 0);
+    sq_rpc_parsed_free(&p);
+
+    p = parse(" [ ] ", 0);
+    CHECK(p.batch);
+    CHECK_EQ(p.n, 0);
+    sq_rpc_parsed_free(&p);
+}
+
+TEST(errors_and_notifications_are_single_lines)
+{
+    sq__strbuf b = SQ__STRBUF_INIT;
+    json_t *data = json_pack("{s:s}", "why", "line\nbreak");
+    sq_rpc_write_error(&b, NULL, SQ_RPC_PARSE_ERROR, "Parse error:\n bad", data);
+    CHECK(strcmp(sq__strbuf_str(&b),
+                 "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
+                 "\"message\":\"Parse error:\\n bad\",\"data\":{\"why\":"
+                 "\"line\\nbreak\"}}}") == 0);
+    sq__strbuf_reset(&b);
+    sq_rpc_write_notification(&b, "notifications/progress", data);
+    CHECK(strchr(sq__strbuf_str(&b), '\n') == NULL);
+    CHECK(strstr(sq__strbuf_str(&b), "\"method\":\"notifications/progress\"") != NULL);
+    CHECK(strstr(sq__strbuf_str(&b), "\"id\"") == NULL);
+    sq__strbuf_reset(&b);
+    sq_rpc_write_request(&b, "\"s-1\"", "ping", NULL);
+    CHECK(strcmp(sq__strbuf_str(&b),
+                 "{\"jsonrpc\":\"2.0\",\"id\":\"s-1\",\"method\":\"ping\"}") == 0);
+    json_decref(data);
+    sq__strbuf_free(&b);
+}
