@@ -1246,16 +1246,24 @@ static void settle(sq__worker *w)
          * task, and if that one computes without switching (or spins
          * until the yielded task has done something), the yielded task
          * would wait for it, however long, while other workers sleep
-         * (parked workers only hear of pushes that notify).  Not for a
-         * task queued by a hand-off: thieves leave it alone while this
-         * worker switches anyway (hand-off affinity), and the releaser's
-         * yield after every contended unlock must stay cheap.  One
-         * relaxed load in the common case (every worker busy); without
-         * the fence sq__sched_notify pays first, a worker parking at this
-         * very instant can miss it (then the task waits as before). */
-        if (!atomic_load_explicit(&p->handoff, memory_order_relaxed) &&
-            atomic_load_explicit(&w->rt->nparked, memory_order_relaxed))
-            sq__sched_notify(w->rt);
+         * (parked workers only hear of pushes that notify).  A task
+         * queued by a hand-off wakes nobody (thieves leave it alone while
+         * this worker switches, and the releaser's yield after every
+         * contended unlock must stay cheap); it only needs a watcher, as
+         * other held work does (watch_kick).  One relaxed load in the
+         * common case (every worker busy).  Without the fence
+         * sq__sched_notify pays first, a worker parking at this very
+         * instant can miss the task; it then parks as the watcher (this
+         * worker is awake), so the task waits for one watch period at
+         * most. */
+        if (SQ__UNLIKELY(atomic_load_explicit(&w->rt->nparked,
+                                              memory_order_relaxed))) {
+            if (!atomic_load_explicit(&p->handoff, memory_order_relaxed))
+                sq__sched_notify(w->rt);
+            else if (!atomic_load_explicit(&w->rt->nwatching,
+                                           memory_order_relaxed))
+                watch_kick(w->rt);
+        }
         break;
     case SQ__SW_EXIT:
         sq__task_settle_exit(w, p);

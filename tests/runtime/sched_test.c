@@ -118,20 +118,25 @@ static void *spin_until_flag(void *arg)
     return NULL;
 }
 
+/* Lets the other worker go to sleep (the interesting case for the tests
+ * below; the wait ends after a second either way). */
+static void let_a_worker_park(void)
+{
+    sq_runtime_stats st;
+    sq_runtime_stats_get(NULL, &st);
+    uint64_t parks = st.parks;
+    int64_t limit = sq_now() + SQ_SEC;
+    while (st.parks == parks && sq_now() < limit) {
+        sq_sleep(20 * SQ_USEC);
+        sq_runtime_stats_get(NULL, &st);
+    }
+}
+
 static void *strand_root(void *arg)
 {
     (void)arg;
     for (int round = 0; round < 20; round++) {
-        /* Let the other worker go to sleep first (the interesting case;
-         * the wait ends either way). */
-        sq_runtime_stats st;
-        sq_runtime_stats_get(NULL, &st);
-        uint64_t parks = st.parks;
-        int64_t limit = sq_now() + SQ_SEC;
-        while (st.parks == parks && sq_now() < limit) {
-            sq_sleep(20 * SQ_USEC);
-            sq_runtime_stats_get(NULL, &st);
-        }
+        let_a_worker_park();
         /* The first yield runs the new task on this worker (spawned tasks
          * run next) and queues root behind it: only another worker can
          * run root now. */
@@ -256,6 +261,67 @@ static void *gate_sleeper(void *arg)
     CHECK(atomic_load(&a->c->computing));
     atomic_fetch_add(&a->c->ran, 1);
     return NULL;
+}
+
+/* The releaser's yield ("hand-off, then run"): a task that releases a
+ * semaphore to a waiter yields to it, and keeps the hand-off mark of its
+ * own last wake-up.  If the task it woke then computes until the releaser
+ * goes on, another worker must run the releaser, even one that was
+ * asleep: thieves leave a hand-off's task alone only while its worker
+ * keeps switching.  (Needs no membarrier: the releaser is in the FIFO
+ * ring, not the LIFO slot.) */
+typedef struct relay {
+    sq_sem s, g;
+    strand st;
+} relay;
+
+static void *sem_spinner(void *arg)
+{
+    relay *r = arg;
+    CHECK_EQ(sq_sem_acquire(&r->s, 1), 0);
+    spin_until_flag(&r->st);
+    CHECK_EQ(sq_sem_release(&r->s, 1), 0);
+    return NULL;
+}
+
+static void *g_releaser(void *arg)
+{
+    relay *r = arg;
+    CHECK_EQ(sq_sem_release(&r->g, 1), 0);
+    return NULL;
+}
+
+static void *relay_root(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        relay r = {.st = {.started = 0}};
+        CHECK_EQ(sq_sem_init(&r.s, 1), 0);
+        CHECK_EQ(sq_sem_init(&r.g, 0), 0);
+        CHECK_EQ(sq_sem_acquire(&r.s, 1), 0);
+        sq_task spinner, releaser;
+        CHECK_EQ(sq_spawn(&spinner, sem_spinner, &r, NULL), 0);
+        WAIT_UNTIL(sq_sem_destroy(&r.s) == -EBUSY); /* it waits on s */
+        let_a_worker_park();
+        /* Woken by a hand-off: root now carries the mark. */
+        CHECK_EQ(sq_spawn(&releaser, g_releaser, &r, NULL), 0);
+        CHECK_EQ(sq_sem_acquire(&r.g, 1), 0);
+        /* The spinner gets the permit and runs next on this worker;
+         * root is queued behind it, marked. */
+        CHECK_EQ(sq_sem_release(&r.s, 1), 0);
+        atomic_store(&r.st.flag, 1);
+        CHECK_EQ(sq_join(spinner, NULL), 0);
+        CHECK_EQ(sq_join(releaser, NULL), 0);
+        CHECK_EQ(atomic_load(&r.st.gave_up), 0);
+        CHECK_EQ(sq_sem_destroy(&r.s), 0);
+        CHECK_EQ(sq_sem_destroy(&r.g), 0);
+    }
+    return NULL;
+}
+
+TEST(a_releaser_is_not_stranded_behind_the_task_it_handed_off_to)
+{
+    sq_test_run(2, relay_root, NULL);
 }
 
 static void *child(void *arg)
