@@ -211,8 +211,21 @@ int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
     return rc;
 }
 
-/* Unlists r and gives its permits back (at its end, or when it becomes a
- * task).  Only r's own task calls it. */
+/* Gives r's in-flight permits back: just before its answer is sent, so
+ * that a client that has the answer may send another request at once
+ * without finding the limit still counting this one.  Only r's own task
+ * calls it. */
+static void tracker_release_permits(sq_mcp_req *r)
+{
+    if (!r->trk || r->permits_given_back)
+        return;
+    r->permits_given_back = true;
+    sq_sem_release(&r->trk->inflight, 1);
+    sq_sem_release(&r->srv->inflight, 1);
+}
+
+/* Unlists r and gives its permits back (at its end, after its answer, or
+ * when it becomes a task).  Only r's own task calls it. */
 static void tracker_leave(sq_mcp_req *r)
 {
     sq_tracker *t = r->trk;
@@ -225,8 +238,7 @@ static void tracker_leave(sq_mcp_req *r)
     sq_mutex_unlock(&t->lock);
     if (empty)
         sq_notify_all(&t->empty);
-    sq_sem_release(&t->inflight, 1);
-    sq_sem_release(&r->srv->inflight, 1);
+    tracker_release_permits(r);
 }
 
 void sq_tracker_cancel(sq_tracker *t, const char *key)
@@ -392,6 +404,7 @@ static void *req_main(void *arg)
                       : phase == SQ_REQ_CANCELLED ? SQ_OUT_CANCELLED
                       : r->failed                 ? SQ_OUT_ERROR
                                                   : SQ_OUT_OK);
+    tracker_release_permits(r);
     sq_req_finish(r, b.buf, b.len);
     sq__strbuf_free(&b);
     deadline_remove(r);

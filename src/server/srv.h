@@ -163,6 +163,8 @@ struct sq_mcp_req {
     bool listen;                /* a subscriptions/listen stream */
     sq_tracker *trk;            /* where it is listed (a reference) */
     bool trk_left;              /* it left trk early (a task) */
+    bool permits_given_back;    /* its in-flight permits (trk_left or
+                                 * just before its answer) */
     struct sq__link link;       /* in trk->reqs */
     struct sq__link dl_link;    /* in the server's deadline wheel */
     int dl_slot;                /* -1: not in the wheel */
