@@ -143,7 +143,8 @@ static const char answer_id[] = "\"id\":\"squirreld-";
 static void *write_main(void *arg)
 {
     writing *w = arg;
-    const char *p = w->p, *end = p + w->n;
+    /* An empty input may come as a null pointer: no arithmetic on it. */
+    const char *p = w->n ? w->p : "", *end = p + w->n;
     for (;;) {
         const char *a = memmem(p, (size_t)(end - p), answer_id, sizeof answer_id - 1);
         if (!a) {
