@@ -208,6 +208,31 @@ static int wait_pending(sq_ctx_mgr *m, ctx_obj *o, bool deleting, sq_ctx_err *er
     return refused(m, err);
 }
 
+/* Takes o's lock once no change is pending that makes o `creating` or
+ * `deleting`, and the manager accepts changes: 0 with the lock held, or
+ * an error (cancelled, not found, refused) with nothing held.  Waits (for
+ * the lock and for the pending change); cancel-safe: on cancellation it
+ * holds nothing and returns SQ_CTX_CANCELLED's code. */
+static int lock_settled(sq_ctx_mgr *m, ctx_obj *o, sq_ctx_err *err)
+{
+    for (;;) {
+        if (sq_mutex_lock(&o->lock) != 0)
+            return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if (o->creating || o->deleting) {
+            bool del = o->deleting;
+            sq_mutex_unlock(&o->lock);
+            int rc = wait_pending(m, o, del, err);
+            if (rc)
+                return rc;
+            continue;
+        }
+        int rc = refused(m, err);
+        if (rc)
+            sq_mutex_unlock(&o->lock);
+        return rc;
+    }
+}
+
 /* The acknowledgement of c, as an error code. */
 static int acknowledged(ctx_change *c, sq_ctx_mgr *m, sq_ctx_err *err)
 {
@@ -348,21 +373,9 @@ static int change_doc(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, int kind,
                       sq_ctx_err *err)
 {
     for (int attempt = 0;; attempt++) {
-        if (sq_mutex_lock(&o->lock) != 0)
-            return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            sq_mutex_unlock(&o->lock);
-            int rc = wait_pending(m, o, del, err);
-            if (rc)
-                return rc;
-            continue;
-        }
-        int rc = refused(m, err);
-        if (rc) {
-            sq_mutex_unlock(&o->lock);
+        int rc = lock_settled(m, o, err);
+        if (rc)
             return rc;
-        }
         ctx_ver *base = ver_ref(o->head);
         if (expected && expected != base->version) {
             sq_mutex_unlock(&o->lock);
@@ -591,21 +604,8 @@ int sq_ctx_delete(sq_ctx_mgr *m, const char *id, uint64_t expected, uint64_t *la
     if (!o)
         return rc;
     for (;;) {
-        if (sq_mutex_lock(&o->lock) != 0) {
-            rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if ((rc = lock_settled(m, o, err)) != 0)
             break;
-        }
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, err)) != 0)
-                break;
-            continue;
-        }
-        if ((rc = refused(m, err)) != 0) {
-            sq_mutex_unlock(&o->lock);
-            break;
-        }
         uint64_t cur = o->head->version;
         if (expected && expected != cur) {
             sq_mutex_unlock(&o->lock);
@@ -719,19 +719,9 @@ int sq_ctx_snapshot(sq_ctx_mgr *m, const char *id, const char *name, uint64_t ve
     }
     ctx_change *c = NULL;
     for (;;) {
-        if (sq_mutex_lock(&o->lock) != 0) {
-            rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if ((rc = lock_settled(m, o, err)) != 0)
             break;
-        }
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, err)) != 0)
-                break;
-            continue;
-        }
-        if ((rc = refused(m, err)) != 0) {
-        } else if (marks_find_name(&o->snaps, name)) {
+        if (marks_find_name(&o->snaps, name)) {
             rc = ctx_fail(err, SQ_CTX_SNAPSHOT_EXISTS, "context \"%s\" has a snapshot \"%s\"",
                           id, name);
         } else if (o->snaps.n >= m->o.max_snapshots) {
@@ -781,21 +771,11 @@ int sq_ctx_recovery_point(sq_ctx_mgr *m, const char *id, uint64_t *version, sq_c
     ctx_change *c = NULL;
     uint64_t v = 0;
     for (;;) {
-        if (sq_mutex_lock(&o->lock) != 0) {
-            rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if ((rc = lock_settled(m, o, err)) != 0)
             break;
-        }
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, err)) != 0)
-                break;
-            continue;
-        }
         v = o->head->version;
         ctx_mark *k = marks_find_version(&o->rps, v);
-        if ((rc = refused(m, err)) != 0) {
-        } else if (k && k->durable) {
+        if (k && k->durable) {
             /* This version has one already. */
         } else if (k) {
             /* Being committed (taken with its version, or by another
