@@ -569,7 +569,7 @@ static sq_sess *session_of(hconn *c, const sq_http_request *req, int *status)
         return NULL;
     }
     sq_srv *s = c->srv;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     json_t *v = json_object_get(s->by_id, id);
     sq_sess *x = v ? sq_sess_ref((sq_sess *)(intptr_t)json_integer_value(v)) : NULL;
     sq_mutex_unlock(&s->lock);
@@ -616,7 +616,7 @@ static int initialize(hconn *c, const sq_http_request *req, sq_rpc_msg *m)
     x->caps = json_incref(caps);
     x->client_info = json_incref(info);
     bool full;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     full = s->nsessions >= s->cfg.max_sessions;
     if (!full) {
         sq__list_push_back(&s->sessions, &x->link);
@@ -646,7 +646,7 @@ static int initialize(hconn *c, const sq_http_request *req, sq_rpc_msg *m)
 static void stream_register(sq_sess *x, sq_outq *q, uint64_t *n)
 {
     char key[24];
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     *n = ++x->next_stream;
     snprintf(key, sizeof key, "%llu", (unsigned long long)*n);
     json_object_set_new(x->streams, key, json_integer((intptr_t)sq_outq_ref(q)));
@@ -657,7 +657,7 @@ static void stream_forget(sq_sess *x, uint64_t n)
 {
     char key[24];
     snprintf(key, sizeof key, "%llu", (unsigned long long)n);
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     json_t *v = json_object_get(x->streams, key);
     sq_outq *q = v ? (sq_outq *)(intptr_t)json_integer_value(v) : NULL;
     json_object_del(x->streams, key);
@@ -839,7 +839,7 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
         after = *end == '-' ? strtoull(end + 1, &end, 10) : 0;
         char key[24];
         snprintf(key, sizeof key, "%llu", (unsigned long long)n);
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         json_t *v = json_object_get(x->streams, key);
         q = v && *end == '\0' ? sq_outq_ref((sq_outq *)(intptr_t)json_integer_value(v))
                               : NULL;
@@ -851,7 +851,7 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
         }
         standalone = q == x->unsolicited;
     } else {
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         bool busy = x->unsolicited != NULL;
         if (!busy) {
             q = sq_outq_new(c->srv->cfg.out_queue_bytes, true);
@@ -940,7 +940,7 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
     if (standalone && !last) {
         /* The standalone stream ends with this GET: notifications wait
          * for the next one (they are dropped meanwhile). */
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         if (x->unsolicited == q) {
             x->unsolicited = NULL;
             sq_outq_unref(q);

@@ -184,7 +184,7 @@ int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
         return SQ_MCP_ERR_BUSY;
     }
     int rc = 0;
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     /* O(n) over at most max_inflight_session requests: ids are checked
      * for reuse, which the specification forbids while in flight.  A
      * request already answered (or cancelled) is no longer in flight for
@@ -232,7 +232,7 @@ static void tracker_leave(sq_mcp_req *r)
     if (!t || r->trk_left)
         return;
     r->trk_left = true;
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     sq__list_remove(&t->reqs, &r->link);
     bool empty = --t->count == 0;
     sq_mutex_unlock(&t->lock);
@@ -245,7 +245,7 @@ void sq_tracker_cancel(sq_tracker *t, const char *key)
 {
     /* Cancelling only marks and aborts: no wait, so it is done under the
      * list's lock, and the request cannot leave meanwhile. */
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     SQ__LIST_FOREACH(l, &t->reqs) {
         sq_mcp_req *r = sq__list_entry(l, sq_mcp_req, link);
         if (!key || (r->key && strcmp(r->key, key) == 0))
@@ -256,7 +256,7 @@ void sq_tracker_cancel(sq_tracker *t, const char *key)
 
 size_t sq_tracker_count(sq_tracker *t)
 {
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     size_t n = t->count;
     sq_mutex_unlock(&t->lock);
     return n;
@@ -264,7 +264,7 @@ size_t sq_tracker_count(sq_tracker *t)
 
 void sq_tracker_cancel_listens(sq_tracker *t)
 {
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     SQ__LIST_FOREACH(l, &t->reqs) {
         sq_mcp_req *r = sq__list_entry(l, sq_mcp_req, link);
         if (r->listen)

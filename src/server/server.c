@@ -488,7 +488,7 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
     size_t total = (size_t)s->cfg.max_inflight_total;
     while (sq_sem_available(&s->inflight) < total && sq_now() < until) {
         /* Listen streams never end by themselves: they end now. */
-        sq_mutex_lock(&s->lock);
+        sq_mutex_lock_nocancel(&s->lock);
         SQ__LIST_FOREACH(l, &s->listeners) {
             sq_listener *x = sq__list_entry(l, sq_listener, link);
             sq__spin_lock(&x->req->lock);
@@ -505,7 +505,7 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
     /* Then everything still there is cancelled: sessions end, the
      * listeners and connections stop. */
     for (;;) {
-        sq_mutex_lock(&s->lock);
+        sq_mutex_lock_nocancel(&s->lock);
         struct sq__link *l = s->sessions.head;
         sq_sess *x = l ? sq_sess_ref(sq__list_entry(l, sq_sess, link)) : NULL;
         sq_mutex_unlock(&s->lock);
@@ -560,7 +560,7 @@ void sq_srv_expire_sessions(sq_srv *s)
     /* Collected under the lock (a walk, no wait), ended after it. */
     sq_sess *idle[64];
     int n = 0;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->sessions) {
         sq_sess *x = sq__list_entry(l, sq_sess, link);
         /* HTTP sessions only: a stream connection's session lives as long
@@ -619,7 +619,7 @@ void sq_srv_list_changed(sq_srv *s, int kind)
     sq__strbuf b = SQ__STRBUF_INIT;
     sq_rpc_write_notification(&b, method, NULL);
     /* Pushes never wait: the table's lock is held only for the walk. */
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->sessions) {
         sq_sess *x = sq__list_entry(l, sq_sess, link);
         if (atomic_load(&x->initialized))
@@ -654,10 +654,10 @@ void sq_mcp_resource_updated_meta(sq_srv *s, const char *uri, json_t *meta)
         json_object_set_new(params, "_meta", json_deep_copy(meta));
     sq__strbuf b = SQ__STRBUF_INIT;
     sq_rpc_write_notification(&b, "notifications/resources/updated", params);
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->sessions) {
         sq_sess *x = sq__list_entry(l, sq_sess, link);
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         bool sub = json_object_get(x->subs, uri) != NULL;
         sq_mutex_unlock(&x->lock);
         if (sub)

@@ -106,6 +106,22 @@ int sq_mutex_lock_at(sq_mutex *m, const char *site)
     return lock_slow(m, SQ_FOREVER, site, false);
 }
 
+/* Masking is one counter of the calling task; outside a task there is no
+ * cancellation to mask and the lock cannot be cancelled anyway. */
+int sq_mutex_lock_nocancel_at(sq_mutex *m, const char *site)
+{
+    bool masked = sq_cancel_mask() == 0;
+    int rc = sq_mutex_lock_at(m, site);
+    if (masked)
+        sq_cancel_unmask();
+    return rc;
+}
+
+int(sq_mutex_lock_nocancel)(sq_mutex *m)
+{
+    return sq_mutex_lock_nocancel_at(m, NULL);
+}
+
 int(sq_mutex_lock)(sq_mutex *m)
 {
     return sq_mutex_lock_until_at(m, SQ_FOREVER, NULL);

@@ -115,7 +115,7 @@ static int status(sq_cmd_call *c, json_t *args, void *data, json_t **result)
     sq_srv *s = sys->srv;
     size_t total = (size_t)s->cfg.max_inflight_total;
     size_t avail = sq_sem_available(&s->inflight);
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     int sessions = s->nsessions;
     sq_mutex_unlock(&s->lock);
     json_t *st = json_pack(

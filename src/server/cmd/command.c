@@ -236,7 +236,7 @@ int sq_cmd_add(sq_cmds *sys, const sq_cmd_def *def, char *err, size_t errlen)
         sq__cmd_unref(c);
         return rc;
     }
-    sq_mutex_lock(&sys->lock);
+    sq_mutex_lock_nocancel(&sys->lock);
     sq__list_push_back(&sys->cmds, &c->link);
     c->listed = true;
     sq_mutex_unlock(&sys->lock);
@@ -248,7 +248,7 @@ cmd *sq__cmd_find(sq_cmds *sys, const char *name)
     cmd *found = NULL;
     if (!name)
         return NULL;
-    sq_mutex_lock(&sys->lock);
+    sq_mutex_lock_nocancel(&sys->lock);
     SQ__LIST_FOREACH(l, &sys->cmds) {
         cmd *c = sq__list_entry(l, cmd, link);
         if (strcmp(c->name, name) == 0) {
@@ -267,7 +267,7 @@ static int by_name(const void *a, const void *b)
 
 size_t sq__cmd_all(sq_cmds *sys, cmd ***out)
 {
-    sq_mutex_lock(&sys->lock);
+    sq_mutex_lock_nocancel(&sys->lock);
     size_t n = 0;
     SQ__LIST_FOREACH(l, &sys->cmds)
         n++;
@@ -337,7 +337,7 @@ static void reopen_limit(cmd *c, size_t limit)
 static void unlist(sq_cmds *sys, cmd *c)
 {
     bool was = false;
-    sq_mutex_lock(&sys->lock);
+    sq_mutex_lock_nocancel(&sys->lock);
     if (c->listed) {
         sq__list_remove(&sys->cmds, &c->link);
         c->listed = false;
@@ -598,7 +598,7 @@ void sq_cmds_destroy(sq_cmds *sys)
      * entry may still hold it (until the registry goes): it is closed
      * and its definition released here. */
     for (;;) {
-        sq_mutex_lock(&sys->lock);
+        sq_mutex_lock_nocancel(&sys->lock);
         struct sq__link *l = sys->cmds.head;
         cmd *c = l ? sq__list_entry(l, cmd, link) : NULL;
         if (c) {

@@ -168,7 +168,7 @@ void sq__history_add(cmd_history *h, const sq_cmd_call *c)
         entry_free(&e);
         return; /* out of memory: the entry is lost, the call is not */
     }
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     e.seq = h->next++;
     entry *slot = &h->ring[(e.seq - 1) % h->size];
     entry old = *slot;
@@ -220,7 +220,7 @@ json_t *sq__history_read(cmd_history *h, const char *name, int outcome,
         return NULL;
     /* JSON is built under the lock: a walk of at most `size` entries
      * with no wait in it; writers are held up for as long. */
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     uint64_t newest = h->next - 1;
     uint64_t oldest = newest >= h->size ? newest - h->size + 1 : 1;
     for (uint64_t s = newest; s >= oldest && s > 0; s--) {

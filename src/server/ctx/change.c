@@ -497,7 +497,7 @@ int sq_ctx_create(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
             break;
         /* There already: durably (an error), or being created or deleted
          * (wait for that, then look again). */
-        sq_mutex_lock(&ex->lock);
+        sq_mutex_lock_nocancel(&ex->lock);
         bool del = ex->deleting;
         bool pending = ex->creating || del || atomic_load(&ex->pub_version) == 0;
         sq_mutex_unlock(&ex->lock);
@@ -527,7 +527,7 @@ int sq_ctx_create(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
     /* In the index: queue the create, and from now on others may change
      * it (they queue after it). */
     sq_cancel_mask();
-    sq_mutex_lock(&o->lock);
+    sq_mutex_lock_nocancel(&o->lock);
     sq_cancel_unmask();
     ctx_change *c = change_new(o, SQ_STORE_CREATE, ver_ref(v));
     if (c && m->o.recovery_every == 1 &&

@@ -149,7 +149,7 @@ static void settle_mark(sq_ctx_mgr *m, ctx_obj *o, const char *name, uint64_t ve
                         bool failed)
 {
     sq_cancel_mask();
-    sq_mutex_lock(&o->lock);
+    sq_mutex_lock_nocancel(&o->lock);
     sq_cancel_unmask();
     ctx_marks *k = name ? &o->snaps : &o->rps;
     ctx_mark *x = name ? marks_find_name(k, name) : marks_find_version(k, version);

@@ -30,7 +30,7 @@ json_t *sq_plugins_describe(sq_plugins *h)
     /* The command names are read after the lock (they take it). */
     sq_plugin *v[256];
     size_t n = 0;
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     SQ__LIST_FOREACH(l, &h->plugins) {
         sq_plugin *p = sq__list_entry(l, sq_plugin, link);
         json_t *deps = json_array();

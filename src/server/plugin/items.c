@@ -117,7 +117,7 @@ int sq__plug_add_command(sq_plugin *p, const sq_plugin_command *def)
     };
     sq_cmds *sys = sq_srv_cmds(p->h->srv);
     char err[300] = "";
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     plug_name *n = d->name ? find_name(p, d->name) : NULL;
     bool again = n && atomic_load(&p->reloading) && !n->fresh;
     if (n && !again) {
@@ -140,7 +140,7 @@ int sq__plug_add_command(sq_plugin *p, const sq_plugin_command *def)
                    def->name ? def->name : "(no name)", err[0] ? err : sq_strerror(rc));
         return rc;
     }
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     if (again) {
         n->fresh = true;
     } else if ((n = calloc(1, sizeof *n)) && (n->name = strdup(def->name))) {
@@ -159,7 +159,7 @@ int sq__plug_add_command(sq_plugin *p, const sq_plugin_command *def)
 
 int sq__plug_remove_command(sq_plugin *p, const char *name)
 {
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     plug_name *n = name ? find_name(p, name) : NULL;
     if (n)
         sq__list_remove(&p->cmds, &n->link);
@@ -177,7 +177,7 @@ int sq__plug_remove_command(sq_plugin *p, const char *name)
 json_t *sq__plug_command_names(sq_plugin *p)
 {
     json_t *a = json_array();
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     SQ__LIST_FOREACH(l, &p->cmds)
         json_array_append_new(a, json_string(sq__list_entry(l, plug_name, link)->name));
     sq_mutex_unlock(&p->h->lock);
@@ -294,7 +294,7 @@ int sq__plug_add_item(sq_plugin *p, int kind, const void *def, size_t size,
                    rc == -EEXIST ? "the name is taken" : sq_strerror(rc));
         return rc;
     }
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     sq__list_push_back(&p->items, &it->link);
     sq_mutex_unlock(&p->h->lock);
     return 0;
@@ -350,7 +350,7 @@ static void item_retire(plug_item *it, int64_t deadline)
 static plug_item *take_item(sq_plugin *p, int kind, const char *key)
 {
     plug_item *found = NULL;
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     SQ__LIST_FOREACH(l, &p->items) {
         plug_item *it = sq__list_entry(l, plug_item, link);
         if ((kind < 0 || it->kind == kind) && (!key || strcmp(it->key, key) == 0)) {
@@ -385,7 +385,7 @@ static void remove_items(sq_plugin *p, int64_t deadline)
 
 static plug_name *take_name(sq_plugin *p)
 {
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     struct sq__link *l = p->cmds.head;
     if (l)
         sq__list_remove(&p->cmds, l);
@@ -409,7 +409,7 @@ void sq__plug_remove_all(sq_plugin *p, int64_t deadline)
 /* The names of p's commands, copied (for walking without the lock). */
 static char **names_of(sq_plugin *p, size_t *count)
 {
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     size_t n = 0;
     SQ__LIST_FOREACH(l, &p->cmds)
         n++;
@@ -446,7 +446,7 @@ void sq__plug_park(sq_plugin *p, int64_t deadline)
             sq_cmd_stub(sys, names[i], t_parked);
     }
     free_names(names, n);
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     SQ__LIST_FOREACH(l, &p->cmds)
         sq__list_entry(l, plug_name, link)->fresh = false;
     sq_mutex_unlock(&p->h->lock);
@@ -460,7 +460,7 @@ void sq__plug_unpark(sq_plugin *p)
      * waiting at the pause, are told the command was removed). */
     for (;;) {
         plug_name *stale = NULL;
-        sq_mutex_lock(&p->h->lock);
+        sq_mutex_lock_nocancel(&p->h->lock);
         SQ__LIST_FOREACH(l, &p->cmds) {
             plug_name *n = sq__list_entry(l, plug_name, link);
             if (!n->fresh) {

@@ -53,7 +53,7 @@ void sq__plug_set_state(sq_plugin *p, int to, const char *fmt, ...)
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     int from = atomic_load(&p->st);
     atomic_store(&p->st, to);
     if (fmt || to == SQ_PLUGIN_ACTIVE)
@@ -182,7 +182,7 @@ static int check_desc(sq_plugin *p, char *err, size_t n)
     for (size_t i = 0; i < k; i++)
         deps[i] = strdup(p->d.depends[i]);
     /* squirrel://plugins reads them under the lock. */
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     char **old_deps = p->depends, *old_version = p->version;
     p->depends = deps;
     p->version = version;
@@ -264,7 +264,7 @@ static sq_plugin *live_named(sq_plugins *h, const char *name, sq_plugin *except)
 static void list_add(sq_plugins *h, sq_plugin *p)
 {
     sq_plugin *old = NULL;
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     SQ__LIST_FOREACH(l, &h->plugins) {
         sq_plugin *q = sq__list_entry(l, sq_plugin, link);
         int st = atomic_load(&q->st);
@@ -427,7 +427,7 @@ static int activate(sq_plugin *p, char *err, size_t n)
         sq__plug_set_state(p, SQ_PLUGIN_FAILED, "%s", err);
         return rc < 0 ? rc : -EIO;
     }
-    sq_mutex_lock(&p->h->lock);
+    sq_mutex_lock_nocancel(&p->h->lock);
     p->started_seq = ++p->h->next_start;
     sq_mutex_unlock(&p->h->lock);
     sq__plug_set_state(p, SQ_PLUGIN_ACTIVE, NULL);
@@ -550,7 +550,7 @@ int sq_plugins_start(sq_plugins *h, char *const *files, size_t n)
         list_add(h, p);
         int rc = open_plugin(p, err, sizeof err);
         if (rc == 0) {
-            sq_mutex_lock(&h->lock);
+            sq_mutex_lock_nocancel(&h->lock);
             bool dup = live_named(h, p->d.name, p) != NULL;
             if (!dup)
                 snprintf(p->name, sizeof p->name, "%s", p->d.name);
@@ -572,7 +572,7 @@ int sq_plugins_start(sq_plugins *h, char *const *files, size_t n)
     for (size_t i = 0; i < t.n; i++)
         for (char **d = v[i]->depends; d && *d; d++) {
             bool here = index_of(&t, *d) >= 0;
-            sq_mutex_lock(&h->lock);
+            sq_mutex_lock_nocancel(&h->lock);
             bool live = here || live_named(h, *d, NULL);
             sq_mutex_unlock(&h->lock);
             if (!live && atomic_load(&v[i]->st) == SQ_PLUGIN_REGISTERED)
@@ -590,7 +590,7 @@ int sq_plugins_start(sq_plugins *h, char *const *files, size_t n)
             continue;
         }
         sq_plugin *dep;
-        sq_mutex_lock(&h->lock);
+        sq_mutex_lock_nocancel(&h->lock);
         const char *miss = missing_dep(h, p, &dep);
         char depwhy[520] = "";
         if (miss && dep)
@@ -623,7 +623,7 @@ out:
 
 static sq_plugin *find_live(sq_plugins *h, const char *name)
 {
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     sq_plugin *p = name ? live_named(h, name, NULL) : NULL;
     sq_mutex_unlock(&h->lock);
     return p;
@@ -668,7 +668,7 @@ int sq_plugins_load(sq_plugins *h, const char *file, char *err, size_t n)
     char why[400];
     rc = open_plugin(p, why, sizeof why);
     if (rc == 0) {
-        sq_mutex_lock(&h->lock);
+        sq_mutex_lock_nocancel(&h->lock);
         bool dup = live_named(h, p->d.name, p) != NULL;
         if (!dup)
             snprintf(p->name, sizeof p->name, "%s", p->d.name);
@@ -681,7 +681,7 @@ int sq_plugins_load(sq_plugins *h, const char *file, char *err, size_t n)
     }
     if (rc == 0) {
         sq_plugin *dep;
-        sq_mutex_lock(&h->lock);
+        sq_mutex_lock_nocancel(&h->lock);
         const char *miss = missing_dep(h, p, &dep);
         if (miss)
             snprintf(why, sizeof why, "missing dependency: %s depends on %s, which is "
@@ -735,7 +735,7 @@ int sq_plugins_unload(sq_plugins *h, const char *name, char *err, size_t n)
         return -ENOENT;
     }
     char deps[300];
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     dependents(h, p, deps, sizeof deps);
     sq_mutex_unlock(&h->lock);
     if (deps[0]) {
@@ -817,7 +817,7 @@ void sq_plugins_shutdown(sq_plugins *h)
         /* Newest first: a plugin stops before those it depends on. */
         for (;;) {
             sq_plugin *last = NULL;
-            sq_mutex_lock(&h->lock);
+            sq_mutex_lock_nocancel(&h->lock);
             SQ__LIST_FOREACH(l, &h->plugins) {
                 sq_plugin *q = sq__list_entry(l, sq_plugin, link);
                 if (atomic_load(&q->st) == SQ_PLUGIN_ACTIVE &&
