@@ -426,3 +426,92 @@ MT_TEST(plugin_reload_under_load)
     CHECK_EQ(stop(s->k), 0);
     free(s);
 }
+
+/* ---- the context manager through the host API (examples/plugins/tally.c) */
+
+typedef struct adder {
+    child *k;
+    int n;
+    atomic_int failed;
+} adder;
+
+static void *adder_main(void *arg)
+{
+    adder *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        char *ans = call(a->k, "tally.add", "{\"id\":\"plug.tally\",\"key\":\"hits\"}");
+        if (!ans || !answer_has(ans, "\"key\":\"hits\"") || answer_has(ans, "\"isError\":true"))
+            atomic_fetch_add(&a->failed, 1);
+        free(ans);
+    }
+    return NULL;
+}
+
+/* structuredContent of a tools/call answer (a new reference), or NULL. */
+static json_t *structured(const char *ans)
+{
+    json_t *j = ans ? json_loads(ans, 0, NULL) : NULL;
+    json_t *sc = json_incref(json_object_get(json_object_get(j, "result"), "structuredContent"));
+    json_decref(j);
+    return sc;
+}
+
+MT_TEST(plugin_uses_contexts)
+{
+    const char *args[] = {"--store", "memory", "--plugin", PLUGIN("tally"), NULL};
+    child *k = start(NULL, NULL, args);
+    json_t *doc = plugins(k);
+    EXPECT(doc, "tally", "active", NULL);
+    json_decref(doc);
+    /* The first add creates the context (version 1) and patches it (2). */
+    char *a = call(k, "tally.add", "{\"id\":\"plug.tally\",\"key\":\"a/b\",\"by\":5}");
+    json_t *sc = structured(a);
+    CHECK_EQ(json_integer_value(json_object_get(sc, "value")), 5);
+    CHECK_EQ(json_integer_value(json_object_get(sc, "version")), 2);
+    json_decref(sc);
+    free(a);
+    /* Concurrent adds: compare-and-set, none lost. */
+    enum { ADDERS = 4, EACH = 5 };
+    adder ad = {.k = k, .n = EACH};
+    sq_task t[ADDERS];
+    for (int i = 0; i < ADDERS; i++)
+        CHECK_EQ(sq_spawn(&t[i], adder_main, &ad, NULL), 0);
+    for (int i = 0; i < ADDERS; i++)
+        sq_join(t[i], NULL);
+    CHECK_EQ(atomic_load(&ad.failed), 0);
+    /* A client reads what the plugin's command changed. */
+    a = call(k, "context_get", "{\"id\":\"plug.tally\"}");
+    sc = structured(a);
+    json_t *d = json_object_get(sc, "document");
+    CHECK_EQ(json_integer_value(json_object_get(d, "hits")), ADDERS * EACH);
+    CHECK_EQ(json_integer_value(json_object_get(d, "a/b")), 5);
+    CHECK_EQ(json_integer_value(json_object_get(sc, "version")), 2 + ADDERS * EACH);
+    json_decref(sc);
+    free(a);
+    /* The history names the plugin as the one who changed it. */
+    a = call(k, "context_history", "{\"id\":\"plug.tally\",\"limit\":1}");
+    CHECK(answer_has(a, "plugin:tally"));
+    free(a);
+    a = call(k, "tally.reset", "{\"id\":\"plug.tally\"}");
+    CHECK(answer_has(a, "deleted"));
+    free(a);
+    a = call(k, "context_get", "{\"id\":\"plug.tally\"}");
+    CHECK(answer_has(a, "not_found"));
+    free(a);
+    a = call(k, "tally.reset", "{\"id\":\"plug.tally\"}");
+    CHECK(answer_has(a, "not_found: "));
+    CHECK(answer_has(a, "\"isError\":true"));
+    free(a);
+    CHECK_EQ(stop(k), 0);
+}
+
+MT_TEST(plugin_contexts_without_store)
+{
+    const char *args[] = {"--store", "none", "--plugin", PLUGIN("tally"), NULL};
+    child *k = start(NULL, NULL, args);
+    char *a = call(k, "tally.add", "{\"id\":\"x\",\"key\":\"hits\"}");
+    CHECK(answer_has(a, "the server has no context manager (it runs with --store none)"));
+    CHECK(answer_has(a, "\"isError\":true"));
+    free(a);
+    CHECK_EQ(stop(k), 0);
+}
