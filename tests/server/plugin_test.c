@@ -515,3 +515,62 @@ MT_TEST(plugin_contexts_without_store)
     free(a);
     CHECK_EQ(stop(k), 0);
 }
+
+/* ---- health: the "plugins" component (docs/monitoring.md) */
+
+/* GET /health: the status code, and the body parsed in *doc. */
+static int health(child *k, json_t **doc)
+{
+    mt_http *h = mt_http_open(&k->addr);
+    char *req = mt_fmt("GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 0\r\n\r\n",
+                       k->addr.http_port);
+    mt_http_raw(h, req, strlen(req));
+    free(req);
+    int status = 0;
+    *doc = NULL;
+    mt_resp *r = mt_http_next(h);
+    if (r && mt_http_body(h, r)) {
+        status = r->status;
+        *doc = json_loads(r->body.buf ? r->body.buf : "", 0, NULL);
+    }
+    mt_http_close(h);
+    return status;
+}
+
+/* The status and reason of component `name` in a /health document. */
+static void component(json_t *doc, const char *name, const char **status, const char **reason)
+{
+    size_t i;
+    json_t *c;
+    *status = *reason = NULL;
+    json_array_foreach(json_object_get(doc, "components"), i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "name")), name) == 0) {
+            *status = json_string_value(json_object_get(c, "status"));
+            *reason = json_string_value(json_object_get(c, "reason"));
+        }
+    }
+}
+
+MT_TEST(plugin_failed_turns_health_degraded)
+{
+    const char *args[] = {"--plugin", PLUGIN("tp_fails"), "--plugin", PLUGIN("hello"), NULL};
+    child *k = start("{\"plugin_admin\": true}", NULL, args);
+    json_t *doc = plugins(k);
+    EXPECT(doc, "fails", "failed", "start failed: ");
+    json_decref(doc);
+    const char *st, *why;
+    CHECK_EQ(health(k, &doc), 200);
+    CHECK_STR(json_string_value(json_object_get(doc, "status")), "degraded");
+    component(doc, "plugins", &st, &why);
+    CHECK_STR(st, "degraded");
+    CHECK_STR(why, "failed: fails");
+    json_decref(doc);
+    /* Unloaded: nothing is failed any more. */
+    admin(k, "{\"action\":\"unload\",\"name\":\"fails\"}", true);
+    CHECK_EQ(health(k, &doc), 200);
+    CHECK_STR(json_string_value(json_object_get(doc, "status")), "healthy");
+    component(doc, "plugins", &st, &why);
+    CHECK_STR(st, "healthy");
+    json_decref(doc);
+    CHECK_EQ(stop(k), 0);
+}

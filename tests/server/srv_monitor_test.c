@@ -280,6 +280,71 @@ MT_TEST(request_metrics_can_be_switched_off)
     mt_stop(m);
 }
 
+/* The context manager's, commands' and plugins' families after a known
+ * workload: exact counts. */
+MT_TEST(component_metrics_count_a_known_workload_exactly)
+{
+    sq_srv_config c;
+    mt_config(&c);
+    c.store = strdup("memory");
+    mt_server *m = mt_start_with(&c);
+    sq_srv_config_free(&c);
+    static const char *const calls[][2] = {
+        {"context_create", "{\"id\":\"a\",\"document\":{}}"},
+        {"context_create", "{\"id\":\"b\",\"document\":{}}"},
+        {"context_update", "{\"id\":\"a\",\"patch_type\":\"merge\",\"patch\":{\"x\":1}}"},
+        {"context_update", "{\"id\":\"a\",\"patch_type\":\"merge\",\"patch\":{\"x\":2}}"},
+        {"context_update", "{\"id\":\"a\",\"patch_type\":\"merge\",\"patch\":{\"x\":3}}"},
+        {"context_update", "{\"id\":\"b\",\"patch_type\":\"json\",\"patch\":"
+                           "[{\"op\":\"add\",\"path\":\"/y\",\"value\":1}]}"},
+        {"context_delete", "{\"id\":\"b\"}"},
+        {"help", "{}"},
+        {"help", "{}"},
+        {"help", "{\"nope\":1}"},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
+        int st;
+        char *a = call(m, calls[i][0], calls[i][1], &st);
+        CHECK_EQ(st, 200);
+        CHECK(a && (strstr(a, "\"isError\":true") != NULL) == (i == 9));
+        if (a && i != 9 && strstr(a, "\"isError\":true"))
+            fprintf(stderr, "  %s: %s\n", calls[i][0], a);
+        free(a);
+    }
+    json_t *all = scrape(m);
+#define CHANGES(kind) \
+    sample(all, "squirreld_context_changes_total", (const char *const[]){"kind", kind, NULL})
+    CHECK_EQ(CHANGES("create"), 2);
+    CHECK_EQ(CHANGES("merge"), 3);
+    CHECK_EQ(CHANGES("json"), 1);
+    CHECK_EQ(CHANGES("delete"), 1);
+    CHECK_EQ(CHANGES("replace"), 0);
+    CHECK_EQ(CHANGES("restore"), 0);
+    CHECK_EQ(CHANGES("mark"), 0);
+#undef CHANGES
+    /* Each change waited for its commit: one transaction each. */
+    double commits = sample(all, "squirreld_context_commits_total",
+                            (const char *const[]){"outcome", "ok", NULL});
+    CHECK_EQ(commits, 7);
+    CHECK_EQ(sample(all, "squirreld_context_commits_total",
+                    (const char *const[]){"outcome", "failed", NULL}), 0);
+    CHECK_EQ(sample(all, "squirreld_context_commit_batch_size_count", NULL), commits);
+    CHECK_EQ(sample(all, "squirreld_context_commit_batch_size_sum", NULL), 7);
+    CHECK_EQ(sample(all, "squirreld_context_commit_duration_seconds_count", NULL), commits);
+    CHECK_EQ(sample(all, "squirreld_contexts", NULL), 1);
+#define CMD(name, outcome)                       \
+    sample(all, "squirreld_command_calls_total", \
+           (const char *const[]){"command", name, "outcome", outcome, NULL})
+    CHECK_EQ(CMD("help", "ok"), 2);
+    CHECK_EQ(CMD("help", "invalid"), 1);
+    CHECK_EQ(CMD("history", "ok"), 0);
+#undef CMD
+    CHECK_EQ(sample(all, "squirreld_plugins", (const char *const[]){"state", "active", NULL}), 0);
+    CHECK_EQ(total(all, "squirreld_plugins"), 0);
+    json_decref(all);
+    mt_stop(m);
+}
+
 /* ------------------------------------------------------------ health */
 
 static void health_is(mt_server *m, int status, const char *overall, const char *comp,
