@@ -8,6 +8,7 @@
  * listener and the token; and scrapes of every endpoint while requests
  * run, none of which stalls them (the suite runs with
  * SQUIRREL_CHECK=all,abort in CI: no lock is held across a wait). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +405,58 @@ MT_TEST(health_follows_a_failing_component_and_back)
     CHECK_EQ(sq_health_register(m->srv, "store", &store), 0); /* the name is free */
     sq_health_unregister(store);
     mt_stop(m);
+}
+
+/* A shell command, on the blocking pool: its exit status. */
+static void *shell_main(void *arg)
+{
+    char **cmd = arg;
+    int st = system(cmd[0]);
+    cmd[1] = (char *)(intptr_t)st;
+    return NULL;
+}
+
+static int shell(char *cmd)
+{
+    char *job[2] = {cmd, NULL};
+    CHECK_EQ(sq_blocking_run(shell_main, job, NULL), 0);
+    free(cmd);
+    return (int)(intptr_t)job[1];
+}
+
+/* A store that cannot commit: the SQLite file and its WAL made immutable
+ * (chattr +i: even root's writes fail, also through open descriptors). */
+MT_TEST(a_store_that_cannot_commit_fails_health)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/srv_monitor-%d-XXXXXX", (int)getpid());
+    CHECK(mkdtemp(dir) != NULL);
+    sq_srv_config c;
+    mt_config(&c);
+    c.store = mt_fmt("sqlite:%s/ctx.db", dir);
+    mt_server *m = mt_start_with(&c);
+    sq_srv_config_free(&c);
+    int st;
+    char *a = call(m, "context_create", "{\"id\":\"a\",\"document\":{}}", &st);
+    CHECK(a && !strstr(a, "\"isError\":true"));
+    free(a);
+    health_is(m, 200, "healthy", "store", "healthy", "");
+    CHECK_EQ(shell(mt_fmt("chattr +i %s/ctx.db*", dir)), 0);
+    a = call(m, "context_create", "{\"id\":\"b\",\"document\":{}}", &st);
+    CHECK(a && strstr(a, "store_failed"));
+    free(a);
+    got g = http_get(m, "/health");
+    CHECK_EQ(g.status, 503);
+    CHECK(g.body && strstr(g.body, "\"name\":\"store\",\"status\":\"failed\""));
+    CHECK(g.body && strstr(g.body, "a commit failed ("));
+    free(g.body);
+    json_t *all = scrape(m);
+    CHECK_EQ(sample(all, "squirreld_context_commits_total",
+                    (const char *const[]){"outcome", "failed", NULL}), 1);
+    json_decref(all);
+    CHECK_EQ(shell(mt_fmt("chattr -i %s/ctx.db*", dir)), 0);
+    mt_stop(m);
+    CHECK_EQ(shell(mt_fmt("rm -rf %s", dir)), 0);
 }
 
 /* ------------------------------------------------------------ alerts */
