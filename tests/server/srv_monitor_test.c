@@ -29,10 +29,10 @@ typedef struct got {
 /* GET path on a new connection to port (with the headers, or NULL). */
 static got http_get_port(mt_server *m, int port, const char *path, const char *headers)
 {
-    int saved = m->http_port;
-    m->http_port = port;
-    mt_http *h = mt_http_open(m);
-    m->http_port = saved;
+    /* A copy: other tasks read m's port meanwhile (no write to share). */
+    mt_server at = *m;
+    at.http_port = port;
+    mt_http *h = mt_http_open(&at);
     char *req = mt_fmt("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sContent-Length: 0\r\n\r\n",
                        path, port, headers ? headers : "");
     mt_http_raw(h, req, strlen(req));
