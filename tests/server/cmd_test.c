@@ -130,6 +130,16 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
+/* t.stages's calls counted as cancelled so far. */
+static json_int_t cancelled_calls(sq_cmds *sys)
+{
+    json_t *st = sq_cmd_stats(sys, "t.stages");
+    json_int_t n = json_integer_value(
+        json_object_get(json_object_get(st, "outcomes"), "cancelled"));
+    json_decref(st);
+    return n;
+}
+
 MT_TEST(cmd_stage_order)
 {
     sq_mutex_init_named(&log_lock, "test.log");
@@ -176,7 +186,9 @@ MT_TEST(cmd_stage_order)
     CHECK_STR(stage_log, "pre exec:cancelled cleanup:cancelled");
     mt_close(c);
 
-    /* The figures and the history saw every call. */
+    /* The figures and the history saw every call (a call's outcome is
+     * counted after its cleanup ran: wait for the last one). */
+    WAIT_UNTIL(cancelled_calls(sys) == 21);
     json_t *st = sq_cmd_stats(sys, "t.stages");
     json_t *outs = json_object_get(st, "outcomes");
     CHECK_EQ(json_integer_value(json_object_get(outs, "ok")), 1);
