@@ -254,10 +254,18 @@ typedef struct sq_plugin_host {
                         int64_t deadline, struct json_t **result);
 
     /* ---- the context manager (docs/contexts.md): named, versioned JSON
-     * documents.  Filled in when the context manager lands in the server;
-     * NULL until then (test with SQ_PLUGIN_HOST_HAS and for NULL).  Each
-     * returns 0 or a negative errno, and on failure a sentence in err
-     * (errlen bytes).  Waits (changes are acknowledged once durable). */
+     * documents.  Absent from hosts older than this header (test with
+     * SQ_PLUGIN_HOST_HAS).  Each returns 0 or a negative errno, and on
+     * failure a sentence in err (errlen bytes) that starts with the
+     * manager's code name ("not_found: ...", "version_mismatch: ...");
+     * -ENOTSUP when the server runs without contexts (--store none).
+     * Errnos: -ENOENT (no such context), -EEXIST (create: it exists),
+     * -ESTALE (patch: not at expect_version), -EINVAL, -EFBIG, -ENOSPC,
+     * -EIO (the store failed), -ESHUTDOWN, -ECANCELED, -ENOMEM.  Waits
+     * (changes are acknowledged once durable).  ctx_get gives a new
+     * document (the caller's to change and release); documents and
+     * patches passed in are borrowed (copied).  Changes are recorded as
+     * made by "plugin:NAME". */
     int (*ctx_get)(sq_plugin *p, const char *id, struct json_t **document,
                    uint64_t *version, char *err, size_t errlen);
     int (*ctx_create)(sq_plugin *p, const char *id, struct json_t *document,

@@ -60,6 +60,10 @@ typedef struct sq_mon {
     uint64_t *last_buckets;    /* merged latency buckets at the last sample */
 } sq_mon;
 
+/* mon_components.c: the context manager's, commands' and plugins'
+ * figures, emitted by the server's collector at each scrape. */
+void sq__mon_components(sq_metrics_sink *k, sq_srv *s);
+
 /* monitor.c */
 int sq_mon_create(sq_srv *s, char *err, size_t errlen);
 /* Starts the ticker (history, alerts) in the server's task group. */

@@ -74,6 +74,7 @@ static void collect_server(sq_metrics_sink *k, void *arg)
         .name = "squirreld_notifications_dropped_total",
         .help = "Notifications dropped because a client's queue was full."},
         (uint64_t)atomic_load(&s->dropped));
+    sq__mon_components(k, s);
     char names[8];
     int firing = sq_alerts_firing(s, names, 0);
     sq_metrics_emit_gauge(k, &(sq_metric_opts){

@@ -426,3 +426,151 @@ MT_TEST(plugin_reload_under_load)
     CHECK_EQ(stop(s->k), 0);
     free(s);
 }
+
+/* ---- the context manager through the host API (examples/plugins/tally.c) */
+
+typedef struct adder {
+    child *k;
+    int n;
+    atomic_int failed;
+} adder;
+
+static void *adder_main(void *arg)
+{
+    adder *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        char *ans = call(a->k, "tally.add", "{\"id\":\"plug.tally\",\"key\":\"hits\"}");
+        if (!ans || !answer_has(ans, "\"key\":\"hits\"") || answer_has(ans, "\"isError\":true"))
+            atomic_fetch_add(&a->failed, 1);
+        free(ans);
+    }
+    return NULL;
+}
+
+/* structuredContent of a tools/call answer (a new reference), or NULL. */
+static json_t *structured(const char *ans)
+{
+    json_t *j = ans ? json_loads(ans, 0, NULL) : NULL;
+    json_t *sc = json_incref(json_object_get(json_object_get(j, "result"), "structuredContent"));
+    json_decref(j);
+    return sc;
+}
+
+MT_TEST(plugin_uses_contexts)
+{
+    const char *args[] = {"--store", "memory", "--plugin", PLUGIN("tally"), NULL};
+    child *k = start(NULL, NULL, args);
+    json_t *doc = plugins(k);
+    EXPECT(doc, "tally", "active", NULL);
+    json_decref(doc);
+    /* The first add creates the context (version 1) and patches it (2). */
+    char *a = call(k, "tally.add", "{\"id\":\"plug.tally\",\"key\":\"a/b\",\"by\":5}");
+    json_t *sc = structured(a);
+    CHECK_EQ(json_integer_value(json_object_get(sc, "value")), 5);
+    CHECK_EQ(json_integer_value(json_object_get(sc, "version")), 2);
+    json_decref(sc);
+    free(a);
+    /* Concurrent adds: compare-and-set, none lost. */
+    enum { ADDERS = 4, EACH = 5 };
+    adder ad = {.k = k, .n = EACH};
+    sq_task t[ADDERS];
+    for (int i = 0; i < ADDERS; i++)
+        CHECK_EQ(sq_spawn(&t[i], adder_main, &ad, NULL), 0);
+    for (int i = 0; i < ADDERS; i++)
+        sq_join(t[i], NULL);
+    CHECK_EQ(atomic_load(&ad.failed), 0);
+    /* A client reads what the plugin's command changed. */
+    a = call(k, "context_get", "{\"id\":\"plug.tally\"}");
+    sc = structured(a);
+    json_t *d = json_object_get(sc, "document");
+    CHECK_EQ(json_integer_value(json_object_get(d, "hits")), ADDERS * EACH);
+    CHECK_EQ(json_integer_value(json_object_get(d, "a/b")), 5);
+    CHECK_EQ(json_integer_value(json_object_get(sc, "version")), 2 + ADDERS * EACH);
+    json_decref(sc);
+    free(a);
+    /* The history names the plugin as the one who changed it. */
+    a = call(k, "context_history", "{\"id\":\"plug.tally\",\"limit\":1}");
+    CHECK(answer_has(a, "plugin:tally"));
+    free(a);
+    a = call(k, "tally.reset", "{\"id\":\"plug.tally\"}");
+    CHECK(answer_has(a, "deleted"));
+    free(a);
+    a = call(k, "context_get", "{\"id\":\"plug.tally\"}");
+    CHECK(answer_has(a, "not_found"));
+    free(a);
+    a = call(k, "tally.reset", "{\"id\":\"plug.tally\"}");
+    CHECK(answer_has(a, "not_found: "));
+    CHECK(answer_has(a, "\"isError\":true"));
+    free(a);
+    CHECK_EQ(stop(k), 0);
+}
+
+MT_TEST(plugin_contexts_without_store)
+{
+    const char *args[] = {"--store", "none", "--plugin", PLUGIN("tally"), NULL};
+    child *k = start(NULL, NULL, args);
+    char *a = call(k, "tally.add", "{\"id\":\"x\",\"key\":\"hits\"}");
+    CHECK(answer_has(a, "the server has no context manager (it runs with --store none)"));
+    CHECK(answer_has(a, "\"isError\":true"));
+    free(a);
+    CHECK_EQ(stop(k), 0);
+}
+
+/* ---- health: the "plugins" component (docs/monitoring.md) */
+
+/* GET /health: the status code, and the body parsed in *doc. */
+static int health(child *k, json_t **doc)
+{
+    mt_http *h = mt_http_open(&k->addr);
+    char *req = mt_fmt("GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 0\r\n\r\n",
+                       k->addr.http_port);
+    mt_http_raw(h, req, strlen(req));
+    free(req);
+    int status = 0;
+    *doc = NULL;
+    mt_resp *r = mt_http_next(h);
+    if (r && mt_http_body(h, r)) {
+        status = r->status;
+        *doc = json_loads(r->body.buf ? r->body.buf : "", 0, NULL);
+    }
+    mt_http_close(h);
+    return status;
+}
+
+/* The status and reason of component `name` in a /health document. */
+static void component(json_t *doc, const char *name, const char **status, const char **reason)
+{
+    size_t i;
+    json_t *c;
+    *status = *reason = NULL;
+    json_array_foreach(json_object_get(doc, "components"), i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "name")), name) == 0) {
+            *status = json_string_value(json_object_get(c, "status"));
+            *reason = json_string_value(json_object_get(c, "reason"));
+        }
+    }
+}
+
+MT_TEST(plugin_failed_turns_health_degraded)
+{
+    const char *args[] = {"--plugin", PLUGIN("tp_fails"), "--plugin", PLUGIN("hello"), NULL};
+    child *k = start("{\"plugin_admin\": true}", NULL, args);
+    json_t *doc = plugins(k);
+    EXPECT(doc, "fails", "failed", "start failed: ");
+    json_decref(doc);
+    const char *st, *why;
+    CHECK_EQ(health(k, &doc), 200);
+    CHECK_STR(json_string_value(json_object_get(doc, "status")), "degraded");
+    component(doc, "plugins", &st, &why);
+    CHECK_STR(st, "degraded");
+    CHECK_STR(why, "failed: fails");
+    json_decref(doc);
+    /* Unloaded: nothing is failed any more. */
+    admin(k, "{\"action\":\"unload\",\"name\":\"fails\"}", true);
+    CHECK_EQ(health(k, &doc), 200);
+    CHECK_STR(json_string_value(json_object_get(doc, "status")), "healthy");
+    component(doc, "plugins", &st, &why);
+    CHECK_STR(st, "healthy");
+    json_decref(doc);
+    CHECK_EQ(stop(k), 0);
+}

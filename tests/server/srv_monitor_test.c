@@ -8,6 +8,7 @@
  * listener and the token; and scrapes of every endpoint while requests
  * run, none of which stalls them (the suite runs with
  * SQUIRREL_CHECK=all,abort in CI: no lock is held across a wait). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,71 @@ MT_TEST(request_metrics_can_be_switched_off)
     mt_stop(m);
 }
 
+/* The context manager's, commands' and plugins' families after a known
+ * workload: exact counts. */
+MT_TEST(component_metrics_count_a_known_workload_exactly)
+{
+    sq_srv_config c;
+    mt_config(&c);
+    c.store = strdup("memory");
+    mt_server *m = mt_start_with(&c);
+    sq_srv_config_free(&c);
+    static const char *const calls[][2] = {
+        {"context_create", "{\"id\":\"a\",\"document\":{}}"},
+        {"context_create", "{\"id\":\"b\",\"document\":{}}"},
+        {"context_update", "{\"id\":\"a\",\"patch_type\":\"merge\",\"patch\":{\"x\":1}}"},
+        {"context_update", "{\"id\":\"a\",\"patch_type\":\"merge\",\"patch\":{\"x\":2}}"},
+        {"context_update", "{\"id\":\"a\",\"patch_type\":\"merge\",\"patch\":{\"x\":3}}"},
+        {"context_update", "{\"id\":\"b\",\"patch_type\":\"json\",\"patch\":"
+                           "[{\"op\":\"add\",\"path\":\"/y\",\"value\":1}]}"},
+        {"context_delete", "{\"id\":\"b\"}"},
+        {"help", "{}"},
+        {"help", "{}"},
+        {"help", "{\"nope\":1}"},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) {
+        int st;
+        char *a = call(m, calls[i][0], calls[i][1], &st);
+        CHECK_EQ(st, 200);
+        CHECK(a && (strstr(a, "\"isError\":true") != NULL) == (i == 9));
+        if (a && i != 9 && strstr(a, "\"isError\":true"))
+            fprintf(stderr, "  %s: %s\n", calls[i][0], a);
+        free(a);
+    }
+    json_t *all = scrape(m);
+#define CHANGES(kind) \
+    sample(all, "squirreld_context_changes_total", (const char *const[]){"kind", kind, NULL})
+    CHECK_EQ(CHANGES("create"), 2);
+    CHECK_EQ(CHANGES("merge"), 3);
+    CHECK_EQ(CHANGES("json"), 1);
+    CHECK_EQ(CHANGES("delete"), 1);
+    CHECK_EQ(CHANGES("replace"), 0);
+    CHECK_EQ(CHANGES("restore"), 0);
+    CHECK_EQ(CHANGES("mark"), 0);
+#undef CHANGES
+    /* Each change waited for its commit: one transaction each. */
+    double commits = sample(all, "squirreld_context_commits_total",
+                            (const char *const[]){"outcome", "ok", NULL});
+    CHECK_EQ(commits, 7);
+    CHECK_EQ(sample(all, "squirreld_context_commits_total",
+                    (const char *const[]){"outcome", "failed", NULL}), 0);
+    CHECK_EQ(sample(all, "squirreld_context_commit_batch_size_count", NULL), commits);
+    CHECK_EQ(sample(all, "squirreld_context_commit_batch_size_sum", NULL), 7);
+    CHECK_EQ(sample(all, "squirreld_context_commit_duration_seconds_count", NULL), commits);
+    CHECK_EQ(sample(all, "squirreld_contexts", NULL), 1);
+#define CMD(name, outcome)                       \
+    sample(all, "squirreld_command_calls_total", \
+           (const char *const[]){"command", name, "outcome", outcome, NULL})
+    CHECK_EQ(CMD("help", "ok"), 2);
+    CHECK_EQ(CMD("help", "invalid"), 1);
+    CHECK_EQ(CMD("history", "ok"), 0);
+#undef CMD
+    CHECK_EQ(sample(all, "squirreld_plugins", (const char *const[]){"state", "active", NULL}), 0);
+    CHECK_EQ(total(all, "squirreld_plugins"), 0);
+    json_decref(all);
+    mt_stop(m);
+}
+
 /* ------------------------------------------------------------ health */
 
 static void health_is(mt_server *m, int status, const char *overall, const char *comp,
@@ -339,6 +405,58 @@ MT_TEST(health_follows_a_failing_component_and_back)
     CHECK_EQ(sq_health_register(m->srv, "store", &store), 0); /* the name is free */
     sq_health_unregister(store);
     mt_stop(m);
+}
+
+/* A shell command, on the blocking pool: its exit status. */
+static void *shell_main(void *arg)
+{
+    char **cmd = arg;
+    int st = system(cmd[0]);
+    cmd[1] = (char *)(intptr_t)st;
+    return NULL;
+}
+
+static int shell(char *cmd)
+{
+    char *job[2] = {cmd, NULL};
+    CHECK_EQ(sq_blocking_run(shell_main, job, NULL), 0);
+    free(cmd);
+    return (int)(intptr_t)job[1];
+}
+
+/* A store that cannot commit: the SQLite file and its WAL made immutable
+ * (chattr +i: even root's writes fail, also through open descriptors). */
+MT_TEST(a_store_that_cannot_commit_fails_health)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/srv_monitor-%d-XXXXXX", (int)getpid());
+    CHECK(mkdtemp(dir) != NULL);
+    sq_srv_config c;
+    mt_config(&c);
+    c.store = mt_fmt("sqlite:%s/ctx.db", dir);
+    mt_server *m = mt_start_with(&c);
+    sq_srv_config_free(&c);
+    int st;
+    char *a = call(m, "context_create", "{\"id\":\"a\",\"document\":{}}", &st);
+    CHECK(a && !strstr(a, "\"isError\":true"));
+    free(a);
+    health_is(m, 200, "healthy", "store", "healthy", "");
+    CHECK_EQ(shell(mt_fmt("chattr +i %s/ctx.db*", dir)), 0);
+    a = call(m, "context_create", "{\"id\":\"b\",\"document\":{}}", &st);
+    CHECK(a && strstr(a, "store_failed"));
+    free(a);
+    got g = http_get(m, "/health");
+    CHECK_EQ(g.status, 503);
+    CHECK(g.body && strstr(g.body, "\"name\":\"store\",\"status\":\"failed\""));
+    CHECK(g.body && strstr(g.body, "a commit failed ("));
+    free(g.body);
+    json_t *all = scrape(m);
+    CHECK_EQ(sample(all, "squirreld_context_commits_total",
+                    (const char *const[]){"outcome", "failed", NULL}), 1);
+    json_decref(all);
+    CHECK_EQ(shell(mt_fmt("chattr -i %s/ctx.db*", dir)), 0);
+    mt_stop(m);
+    CHECK_EQ(shell(mt_fmt("rm -rf %s", dir)), 0);
 }
 
 /* ------------------------------------------------------------ alerts */

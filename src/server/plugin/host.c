@@ -2,6 +2,7 @@
  * adapters from the plugin's view (sq_plugin, sq_plugin_call) to the
  * server's (sq_server/cmd.h, sq_server/mcp.h). */
 #include "plugin_int.h"
+#include "ctx/ctx_tools.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -155,6 +156,103 @@ static int h_call_command(sq_plugin *p, const char *name, json_t *args,
     return rc < 0 ? rc : 0;
 }
 
+/* ---- the context manager: the server's (NULL with --store none) */
+
+static sq_ctx_mgr *ctx_mgr(sq_plugin *p, char *err, size_t errlen)
+{
+    ctx_tools *t = p->h->srv->ctx;
+    if (!t) {
+        snprintf(err, errlen, "the server has no context manager (it runs with --store none)");
+        return NULL;
+    }
+    return t->mgr;
+}
+
+/* The manager's error as the sentence the plugin gets; rc is its errno. */
+static int ctx_fail(int rc, const sq_ctx_err *e, char *err, size_t errlen)
+{
+    if (e->current_version)
+        snprintf(err, errlen, "%s: %s (current version %llu)", sq_ctx_code_name(e->code),
+                 e->message, (unsigned long long)e->current_version);
+    else
+        snprintf(err, errlen, "%s: %s", sq_ctx_code_name(e->code), e->message);
+    return rc;
+}
+
+/* Who made a change, as the context's history records it. */
+static void ctx_actor(sq_plugin *p, char *buf, size_t n)
+{
+    snprintf(buf, n, "plugin:%s", p->name);
+}
+
+static int h_ctx_get(sq_plugin *p, const char *id, json_t **document, uint64_t *version,
+                     char *err, size_t errlen)
+{
+    sq_ctx_mgr *m = ctx_mgr(p, err, errlen);
+    if (!m)
+        return -ENOTSUP;
+    sq_ctx_info i = {0};
+    sq_ctx_err e = {0};
+    int rc = sq_ctx_get(m, id, 0, &i, &e);
+    if (rc)
+        return ctx_fail(rc, &e, err, errlen);
+    /* A copy: the manager's trees are shared and must not change. */
+    json_t *d = document ? json_deep_copy(i.document) : NULL;
+    if (version)
+        *version = i.version;
+    sq_ctx_info_clear(&i);
+    if (document) {
+        if (!d) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        *document = d;
+    }
+    return 0;
+}
+
+static int h_ctx_create(sq_plugin *p, const char *id, json_t *document, uint64_t *version,
+                        char *err, size_t errlen)
+{
+    sq_ctx_mgr *m = ctx_mgr(p, err, errlen);
+    if (!m)
+        return -ENOTSUP;
+    char actor[96];
+    ctx_actor(p, actor, sizeof actor);
+    sq_ctx_err e = {0};
+    int rc = sq_ctx_create(m, id, document, NULL, actor, NULL, &e);
+    if (rc)
+        return ctx_fail(rc, &e, err, errlen);
+    if (version)
+        *version = 1;
+    return 0;
+}
+
+static int h_ctx_patch(sq_plugin *p, const char *id, json_t *patch, uint64_t expect_version,
+                       uint64_t *version, char *err, size_t errlen)
+{
+    sq_ctx_mgr *m = ctx_mgr(p, err, errlen);
+    if (!m)
+        return -ENOTSUP;
+    char actor[96];
+    ctx_actor(p, actor, sizeof actor);
+    sq_ctx_change c = {.id = id, .kind = SQ_CTX_JSON_PATCH, .patch = patch,
+                       .expected_version = expect_version, .actor = actor};
+    sq_ctx_err e = {0};
+    int rc = sq_ctx_update(m, &c, version, &e);
+    return rc ? ctx_fail(rc, &e, err, errlen) : 0;
+}
+
+static int h_ctx_delete(sq_plugin *p, const char *id, char *err, size_t errlen)
+{
+    sq_ctx_mgr *m = ctx_mgr(p, err, errlen);
+    if (!m)
+        return -ENOTSUP;
+    sq_ctx_err e = {0};
+    int rc = sq_ctx_delete(m, id, 0, NULL, &e);
+    return rc ? ctx_fail(rc, &e, err, errlen) : 0;
+}
+
 const sq_plugin_host sq__plugin_host = {
     .size = sizeof(sq_plugin_host),
     .abi_version = SQ_PLUGIN_ABI_VERSION,
@@ -183,6 +281,8 @@ const sq_plugin_host sq__plugin_host = {
     .result = h_result,
     .outcome = h_outcome,
     .call_command = h_call_command,
-    /* The context manager's functions stay NULL until it is part of the
-     * server (squirrel/plugin.h). */
+    .ctx_get = h_ctx_get,
+    .ctx_create = h_ctx_create,
+    .ctx_patch = h_ctx_patch,
+    .ctx_delete = h_ctx_delete,
 };

@@ -41,6 +41,31 @@ static void say(char *err, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The "plugins" health component: degraded while a plugin is failed,
+ * the reason naming them (the first few). */
+static void plug_health(sq_plugins *h)
+{
+    if (!h->health)
+        return;
+    char why[SQ_HEALTH_REASON_MAX] = "";
+    size_t len = 0, failed = 0;
+    sq_mutex_lock(&h->lock);
+    for (struct sq__link *l = h->plugins.head; l; l = l->next) {
+        sq_plugin *q = sq__list_entry(l, sq_plugin, link);
+        if (atomic_load(&q->st) != SQ_PLUGIN_FAILED)
+            continue;
+        if (len < sizeof why - 1) {
+            int n = snprintf(why + len, sizeof why - len, "%s%s", failed ? ", " : "failed: ",
+                             q->name);
+            len += n > 0 ? (size_t)n : 0;
+        }
+        failed++;
+    }
+    sq_mutex_unlock(&h->lock);
+    sq_health_set(h->health, failed ? SQ_HEALTH_DEGRADED : SQ_HEALTH_HEALTHY,
+                  failed ? why : NULL);
+}
+
 void sq__plug_set_state(sq_plugin *p, int to, const char *fmt, ...)
 {
     sq_plugins *h = p->h;
@@ -70,6 +95,8 @@ void sq__plug_set_state(sq_plugin *p, int to, const char *fmt, ...)
                "plugin", NULL, "plugin %s: %s -> %s%s%s", p->name,
                sq_plugin_state_name(from), sq_plugin_state_name(to),
                reason[0] ? ": " : "", reason);
+    if (from == SQ_PLUGIN_FAILED || to == SQ_PLUGIN_FAILED)
+        plug_health(h);
     sq__plug_notify(h);
 }
 
@@ -729,6 +756,23 @@ int sq_plugins_unload(sq_plugins *h, const char *name, char *err, size_t n)
     if (rc)
         return rc;
     sq_plugin *p = find_live(h, name);
+    if (!p && name) {
+        sq_mutex_lock(&h->lock);
+        SQ__LIST_FOREACH(l, &h->plugins) {
+            sq_plugin *q = sq__list_entry(l, sq_plugin, link);
+            if (atomic_load(&q->st) == SQ_PLUGIN_FAILED && strcmp(q->name, name) == 0)
+                p = q;
+        }
+        sq_mutex_unlock(&h->lock);
+    }
+    /* A failed plugin whose code is closed already (nothing of it runs)
+     * is unloaded by marking it disabled: so /health stops counting it. */
+    if (p && atomic_load(&p->st) == SQ_PLUGIN_FAILED && !p->dl &&
+        !atomic_load(&p->abandoned)) {
+        sq__plug_set_state(p, SQ_PLUGIN_DISABLED, "unloaded (it had failed)");
+        ops_leave(h);
+        return 0;
+    }
     if (!p || atomic_load(&p->st) != SQ_PLUGIN_ACTIVE) {
         say(err, n, "no active plugin named %s", name ? name : "(none)");
         ops_leave(h);
@@ -848,6 +892,8 @@ int sq_plugins_create(sq_plugins **out, sq_srv *s)
     sq_mutex_init_named(&h->lock, "plugin.table");
     sq_sem_init(&h->ops, 1);
     int rc = sq__plug_admin_register(h);
+    if (rc == 0)
+        rc = sq_health_register(s, "plugins", &h->health);
     if (rc) {
         sq_plugins_destroy(h);
         return rc;
@@ -869,6 +915,7 @@ void sq_plugins_destroy(sq_plugins *h)
          * it frees it as it ends. */
         plugin_free(sq__list_entry(l, sq_plugin, link));
     }
+    sq_health_unregister(h->health);
     sq_sem_destroy(&h->ops);
     sq_mutex_destroy(&h->lock);
     free(h);

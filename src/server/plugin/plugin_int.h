@@ -101,6 +101,8 @@ struct sq_plugins {
     uint64_t next_trans;       /* from 1 */
     uint64_t next_start;
     sq_sem ops;                /* one change at a time */
+    /* "plugins" health: degraded while one is failed (lifecycle.c). */
+    struct sq_health_component *health;
     bool shut;
 };
 

@@ -16,9 +16,8 @@
  *
  * Label cardinality must stay bounded: never an id, a URI or a client's
  * name as a label value (a session id would make one series per session).
- * Names are documented in docs/monitoring.md, with the families reserved
- * for the components that are not written yet (context manager, plugins,
- * commands).
+ * Names are documented in docs/monitoring.md, the context manager's,
+ * commands' and plugins' among them (src/server/mon_components.c).
  */
 #ifndef SQ_SERVER_MONITOR_H
 #define SQ_SERVER_MONITOR_H
