@@ -95,7 +95,7 @@ static void collect_plugins(sq_metrics_sink *k, sq_srv *s)
     if (!h)
         return;
     int64_t by_state[SQ_PLUGIN_FAILED + 1] = {0};
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     for (struct sq__link *l = h->plugins.head; l; l = l->next) {
         int st = atomic_load(&sq__list_entry(l, sq_plugin, link)->st);
         if (st >= 0 && st <= SQ_PLUGIN_FAILED)

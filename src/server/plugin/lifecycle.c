@@ -49,7 +49,7 @@ static void plug_health(sq_plugins *h)
         return;
     char why[SQ_HEALTH_REASON_MAX] = "";
     size_t len = 0, failed = 0;
-    sq_mutex_lock(&h->lock);
+    sq_mutex_lock_nocancel(&h->lock);
     for (struct sq__link *l = h->plugins.head; l; l = l->next) {
         sq_plugin *q = sq__list_entry(l, sq_plugin, link);
         if (atomic_load(&q->st) != SQ_PLUGIN_FAILED)
@@ -757,7 +757,7 @@ int sq_plugins_unload(sq_plugins *h, const char *name, char *err, size_t n)
         return rc;
     sq_plugin *p = find_live(h, name);
     if (!p && name) {
-        sq_mutex_lock(&h->lock);
+        sq_mutex_lock_nocancel(&h->lock);
         SQ__LIST_FOREACH(l, &h->plugins) {
             sq_plugin *q = sq__list_entry(l, sq_plugin, link);
             if (atomic_load(&q->st) == SQ_PLUGIN_FAILED && strcmp(q->name, name) == 0)
