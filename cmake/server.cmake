@@ -53,7 +53,29 @@ if(NOT SQ_SERVER_SOURCES)
   add_library(sq_base_static STATIC $<TARGET_OBJECTS:sq_base>)
   return()
 endif()
-sq_layer(server BELOW proto SOURCES ${SQ_SERVER_SOURCES})
+# squirrel/plugin.h, the plugins' ABI, is the server layer's public header
+# (installed with the toolkit's: a plugin is built against both).
+sq_layer(server BELOW proto HEADERS plugin.h SOURCES ${SQ_SERVER_SOURCES})
+install(FILES ${PROJECT_SOURCE_DIR}/include/squirrel/plugin.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/squirrel)
+# The console's files (src/server/console/), embedded as C arrays at
+# build time: squirreld serves them itself, nothing comes from elsewhere.
+file(GLOB SQ_CONSOLE_FILES CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}/src/server/console
+     ${PROJECT_SOURCE_DIR}/src/server/console/*)
+list(SORT SQ_CONSOLE_FILES)
+set(SQ_CONSOLE_DEPS "")
+foreach(f ${SQ_CONSOLE_FILES})
+  list(APPEND SQ_CONSOLE_DEPS ${PROJECT_SOURCE_DIR}/src/server/console/${f})
+endforeach()
+set(SQ_CONSOLE_C ${CMAKE_BINARY_DIR}/generated/console_assets.c)
+string(REPLACE ";" "," SQ_CONSOLE_NAMES "${SQ_CONSOLE_FILES}")
+add_custom_command(OUTPUT ${SQ_CONSOLE_C}
+  COMMAND ${CMAKE_COMMAND} -DOUT=${SQ_CONSOLE_C} -DDIR=${PROJECT_SOURCE_DIR}/src/server/console
+          "-DNAMES=${SQ_CONSOLE_NAMES}" -P ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+  DEPENDS ${SQ_CONSOLE_DEPS} ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+  COMMENT "Embedding the console's files"
+  VERBATIM)
+target_sources(sq_server PRIVATE ${SQ_CONSOLE_C})
 target_link_libraries(sq_server PUBLIC OpenSSL::Crypto PkgConfig::SQLITE3 PkgConfig::LIBPQ m)
 if(TARGET sq_server_layer)
   target_link_libraries(sq_server_layer PRIVATE OpenSSL::Crypto PkgConfig::SQLITE3 PkgConfig::LIBPQ m)
@@ -77,3 +99,21 @@ target_link_libraries(sq_server_core PUBLIC sq_llhttp PkgConfig::JANSSON
 # The base layer as an archive of its own, for programs that link the
 # shared libsquirrel.so (which keeps its sq__ names to itself).
 add_library(sq_base_static STATIC $<TARGET_OBJECTS:sq_base>)
+
+# The function that builds a plugin of squirreld (docs/plugins.md):
+# a shared object (no "lib" prefix) in <build>/plugins/, linked against
+# the shared libsquirrel.so that squirreld uses (one runtime per process)
+# and jansson.  Also used by the example plugins (examples/plugins/) and the tests' (tests/server/plugins/).
+function(sq_add_plugin target)
+  cmake_parse_arguments(P "" "OUTPUT" "SOURCES;DEFINES" ${ARGN})
+  add_library(${target} MODULE ${P_SOURCES})
+  set_target_properties(${target} PROPERTIES PREFIX ""
+    OUTPUT_NAME ${P_OUTPUT}
+    LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/plugins
+    C_VISIBILITY_PRESET hidden)
+  target_compile_definitions(${target} PRIVATE ${P_DEFINES})
+  # sq_proto/jansson.h: jansson with thread-safe reference counts.
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src/proto/include)
+  target_link_libraries(${target} PRIVATE squirrel_shared PkgConfig::JANSSON)
+endfunction()
+

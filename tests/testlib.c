@@ -1,6 +1,8 @@
 #include "testlib.h"
 
 #include <stdatomic.h>
+
+#include "squirrel/check.h"
 #include <string.h>
 
 #define MAX_TESTS 256
@@ -43,14 +45,39 @@ void *sq_test_run(int workers, sq_task_fn fn, void *arg)
 
 static const sq_spawn_opts storm_stack = {.stack_size = SQ_STACK_MIN};
 
+/* Raises the long-hold and long-wait thresholds to at least a minute, if
+ * any check is on; *saved receives the configuration to put back. */
+static void storm_relax_checks(sq_check_config *saved)
+{
+    const int64_t minute = (int64_t)60 * 1000 * 1000 * 1000;
+    sq_check_get_config(saved);
+    if (!saved->findings)
+        return;
+    sq_check_config c = *saved;
+    if (c.long_hold_ns < minute)
+        c.long_hold_ns = minute;
+    if (c.long_wait_ns < minute)
+        c.long_wait_ns = minute;
+    CHECK_EQ(sq_check_configure(&c), 0);
+}
+
+static void storm_restore_checks(const sq_check_config *saved)
+{
+    if (saved->findings)
+        CHECK_EQ(sq_check_configure(saved), 0);
+}
+
 void sq_test_cancel_storm(const sq_test_storm *s)
 {
+    sq_check_config saved;
+    storm_relax_checks(&saved);
     sq_task *t = calloc((size_t)s->tasks, sizeof *t);
     sq_task *bg = calloc((size_t)s->background + 1, sizeof *bg);
     CHECK(t != NULL && bg != NULL);
     if (!t || !bg) {
         free(t);
         free(bg);
+        storm_restore_checks(&saved);
         return;
     }
     uint32_t x = s->seed ? s->seed : 1;
@@ -82,6 +109,7 @@ void sq_test_cancel_storm(const sq_test_storm *s)
         CHECK_EQ(sq_join(bg[i], NULL), 0);
     free(t);
     free(bg);
+    storm_restore_checks(&saved);
 }
 
 long sq_test_abort_while_running(sq_task_fn fn, void *arg, int tasks,

@@ -20,6 +20,8 @@ static const char usage[] =
     "usage: squirreld [--stdio] [--http HOST:PORT] [--unix PATH] [--tcp HOST:PORT]\n"
     "                 [--config FILE] [--token-file FILE] [--fixtures conformance]\n"
     "                 [--log-level LEVEL] [--store sqlite:PATH|postgresql://...|memory|none]\n"
+    "                 [--admin HOST:PORT] [--no-request-metrics]\n"
+    "                 [--plugin FILE]...\n"
     "  --stdio            serve MCP on stdin/stdout (newline-delimited JSON-RPC)\n"
     "  --http HOST:PORT   serve Streamable HTTP at http://HOST:PORT/mcp\n"
     "  --unix PATH        serve newline-delimited JSON-RPC on a Unix socket\n"
@@ -27,13 +29,19 @@ static const char usage[] =
     "  --config FILE      read settings from a JSON file (docs/server.md)\n"
     "  --token-file FILE  require this bearer token on HTTP\n"
     "  --fixtures NAME    add test fixtures: conformance (the MCP conformance\n"
-    "                     suite's) or bench (the benchmark's echo tools)\n"
+    "                     suite's), bench (the benchmark's echo tools) or\n"
+    "                     monitor (bench, plus a contended lock and a stuck task)\n"
     "  --log-level LEVEL  debug, info, notice, warning, error, ... (stderr logs)\n"
     "  --store STORE      where contexts are kept: sqlite:PATH (default\n"
     "                     sqlite:squirreld.db, in the working directory),\n"
     "                     postgresql://... (a PostgreSQL database shared by\n"
     "                     several squirreld; docs/postgres.md), memory\n"
     "                     (nothing kept after exit), or none (no context tools)\n"
+    "  --admin HOST:PORT  serve /metrics, /health, /debug/tasks, /debug/locks and\n"
+    "                     /console there (else on the --http listeners)\n"
+    "  --no-request-metrics  no per-request metrics (requests, latency, bytes)\n"
+    "  --plugin FILE      load the plugin in FILE at start (repeatable;\n"
+    "                     docs/plugins.md): plugins are trusted code\n"
     "With no transport flag: Streamable HTTP on 127.0.0.1:8808.  Port 0 picks a\n"
     "free port; each listener prints 'squirreld: listening on URL' on stderr.\n";
 
@@ -64,6 +72,10 @@ static int parse_args(app *a, int argc, char **argv)
             c->stdio = true;
             continue;
         }
+        if (strcmp(f, "--no-request-metrics") == 0) {
+            c->request_metrics = false;
+            continue;
+        }
         if (i + 1 >= argc) {
             fputs(usage, stderr);
             return die("%s needs a value%s", f, "");
@@ -76,6 +88,8 @@ static int parse_args(app *a, int argc, char **argv)
             rc = sq_srv_config_add_listen(c, SQ_LISTEN_TCP, v);
         else if (strcmp(f, "--unix") == 0)
             rc = sq_srv_config_add_listen(c, SQ_LISTEN_UNIX, v);
+        else if (strcmp(f, "--admin") == 0)
+            rc = sq_srv_config_add_listen(c, SQ_LISTEN_ADMIN, v);
         else if (strcmp(f, "--config") == 0) {
             char err[512];
             if (sq_srv_config_load(c, v, err, sizeof err) != 0)
@@ -84,8 +98,9 @@ static int parse_args(app *a, int argc, char **argv)
             free(c->token_file);
             c->token_file = strdup(v);
         } else if (strcmp(f, "--fixtures") == 0) {
-            if (strcmp(v, "conformance") != 0 && strcmp(v, "bench") != 0)
-                return die("unknown fixtures '%s' (conformance or bench)%s", v, "");
+            if (strcmp(v, "conformance") != 0 && strcmp(v, "bench") != 0 &&
+                strcmp(v, "monitor") != 0)
+                return die("unknown fixtures '%s' (conformance, bench or monitor)%s", v, "");
             free(c->fixtures);
             c->fixtures = strdup(v);
         } else if (strcmp(f, "--store") == 0) {
@@ -96,6 +111,9 @@ static int parse_args(app *a, int argc, char **argv)
                            "none)%s", v, "");
             free(c->store);
             c->store = strdup(v);
+        } else if (strcmp(f, "--plugin") == 0) {
+            if (sq_srv_config_add_plugin(c, v) != 0)
+                return die("--plugin: bad file '%s'%s", v, "");
         } else if (strcmp(f, "--log-level") == 0) {
             int l = sq_mcp_level_parse(v);
             if (l < 0)
@@ -113,7 +131,10 @@ static int parse_args(app *a, int argc, char **argv)
      * directory unless --store or the config file says otherwise. */
     if (!c->store)
         c->store = strdup(SQ_SRV_DEFAULT_STORE);
-    if (!c->stdio && c->nlisten == 0) {
+    size_t served = 0;
+    for (size_t i = 0; i < c->nlisten; i++)
+        served += c->listen[i].kind != SQ_LISTEN_ADMIN;
+    if (!c->stdio && served == 0) {
         char def[32];
         snprintf(def, sizeof def, "127.0.0.1:%d", SQ_SRV_DEFAULT_PORT);
         sq_srv_config_add_listen(c, SQ_LISTEN_HTTP, def);

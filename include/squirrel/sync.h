@@ -186,6 +186,15 @@ int(sq_mutex_lock_until)(sq_mutex *m, int64_t deadline);
  * Never waits. */
 int(sq_mutex_try_lock)(sq_mutex *m);
 
+/* As sq_mutex_lock, but not a cancellation point: a task with a pending
+ * (or later) cancellation still waits its turn and gets m, and the
+ * cancellation stays pending for its next cancellation point.  Returns 0
+ * (it cannot fail).  For the short sections a task must enter even when
+ * cancelled, such as unlisting itself on the way out: a plain lock there
+ * would return -ECANCELED without m, and code that ignored the result
+ * would touch what m guards unlocked.  Waits while m is held. */
+int(sq_mutex_lock_nocancel)(sq_mutex *m);
+
 /* The lock calls with the place of the call (SQ_SITE, or any string that
  * outlives the hold) for the checks' reports; the macros pass SQ_SITE.
  * Each has exactly the contract of the call without _at above: its
@@ -193,10 +202,12 @@ int(sq_mutex_try_lock)(sq_mutex *m);
 int sq_mutex_lock_at(sq_mutex *m, const char *site);
 int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site);
 int sq_mutex_try_lock_at(sq_mutex *m, const char *site);
+int sq_mutex_lock_nocancel_at(sq_mutex *m, const char *site);
 #define sq_mutex_lock(m) sq_mutex_lock_at((m), SQ_SITE)
 #define sq_mutex_lock_until(m, deadline) \
     sq_mutex_lock_until_at((m), (deadline), SQ_SITE)
 #define sq_mutex_try_lock(m) sq_mutex_try_lock_at((m), SQ_SITE)
+#define sq_mutex_lock_nocancel(m) sq_mutex_lock_nocancel_at((m), SQ_SITE)
 
 /* Unlocks m, handing it to the first waiter if there is one (and then,
  * from a task, yielding once: "hand-off, then run" above).  Returns 0, or

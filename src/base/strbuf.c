@@ -54,7 +54,8 @@ void sq__strbuf_add(sq__strbuf *b, const void *p, size_t n)
 {
     if (!sq__strbuf_reserve(b, n))
         return;
-    memcpy(b->buf + b->len, p, n);
+    if (n) /* p may be NULL then (an empty buffer's text) */
+        memcpy(b->buf + b->len, p, n);
     b->len += n;
     b->buf[b->len] = '\0';
 }

@@ -197,7 +197,7 @@ static inline void leave(_Atomic uint64_t *s, unsigned p)
 static bool lock_masked(sq_mutex *l)
 {
     bool masked = sq_cancel_mask() == 0;
-    sq_mutex_lock(l);
+    sq_mutex_lock_nocancel(l);
     return masked;
 }
 

@@ -83,6 +83,7 @@ struct sq__task {
     bool cancel_seen;
     atomic_bool cancel_req;
     bool started;
+    bool ran_once;                 /* its first run has ended (sched.c) */
     bool finished;                 /* under lock */
     uint8_t handle;                /* SQ__H_*, under lock */
     atomic_int refs;               /* handle + running */
@@ -143,18 +144,31 @@ typedef struct sq__worker {
     pthread_t thread;
     sq__ctx sched_ctx;
     sq__task *cur;              /* running task, or NULL */
-    sq__task *lifo;             /* woken task to run next (owner only) */
-    int nfresh;                 /* tasks spawned by the running task */
-    sq__task *fresh[SQ__FRESH_MAX];
+    /* The LIFO slot and the spawn buffer: the owner uses them with plain
+     * loads and stores between own_begin and own_end; a thief may empty
+     * them once the owner has stopped switching (sched.c). */
+    _Atomic(sq__task *) lifo;   /* woken task to run next */
+    atomic_int nfresh;          /* tasks spawned by the running task */
+    _Atomic(sq__task *) fresh[SQ__FRESH_MAX];
+    atomic_int owner_in;        /* the owner is using lifo / fresh */
+    atomic_int thief_in;        /* a thief is emptying them */
     sq__task *prev;             /* task that switched away, to settle */
     int prev_action;
     uint32_t tick;
     long long fair_top;         /* deque top seen at the last fairness check */
     int64_t fair_since;         /* ... and since when it has not moved */
     uint32_t rng;
-    /* per other worker: its switch count when last looked at, and since
-     * when it has not moved (steal_any; NULL if it could not be had) */
-    struct sq__seen { uint64_t switches; int64_t since; } *seen;
+    /* per other worker: its switch count when last looked at, since when
+     * it has not moved, and when its LIFO slot and spawn buffer were last
+     * emptied by this worker (steal_any; NULL if it could not be had) */
+    struct sq__seen { uint64_t switches; int64_t since, held_at; } *seen;
+    /* Convoy feeding (sched.c): first runs in a row that ended queued on
+     * a lock while no hand-off came here; while backoff_until is ahead,
+     * this worker leaves the shared queues to workers that are busy. */
+    uint32_t feed;
+    int64_t backoff_until;
+    /* How long the next watching park may last (sched.c). */
+    int64_t watch_ns;
     /* sq_runtime_stats figures: written by the owner only (a plain load
      * and store, no locked instruction), read by anyone */
     struct {
@@ -214,6 +228,7 @@ struct sq_runtime {
     /* idle workers */
     _Alignas(SQ__CACHELINE) atomic_uint nsearching;
     atomic_uint nparked;
+    atomic_uint nwatching;      /* parked with a deadline (sched.c) */
     pthread_mutex_t idle_lock;
     int *parked_list;
     int nparked_list;
@@ -311,6 +326,9 @@ void sq__driver_free(sq_runtime *rt);
 /* Polls epoll and fires timers; timeout_ns < 0 waits until the next timer
  * (or a wake-up), 0 just polls.  Caller holds driver_lock. */
 void sq__driver_poll(sq_runtime *rt, int64_t timeout);
+/* As sq__driver_poll(rt, -1), but waits no later than deadline
+ * (SQ_FOREVER: none). */
+void sq__driver_poll_until(sq_runtime *rt, int64_t deadline);
 void sq__driver_wake(sq_runtime *rt);
 
 void sq__blocking_stop(sq_runtime *rt);

@@ -102,7 +102,8 @@ static int epoll_wait_ns(int epfd, struct epoll_event *evs, int n,
     /* epoll_pwait2 (ns timeouts) through syscall(2) when the kernel has it;
      * not under ThreadSanitizer, which models the happens-before from
      * epoll_ctl's registration to epoll_wait's return only for calls it
-     * intercepts (it reported races on a handle's fields otherwise). */
+     * intercepts (it reported races on a handle's fields otherwise).  The
+     * watcher's deadlines (sched.c) make the timed path a common one. */
 #if defined(SYS_epoll_pwait2) && !defined(SQ__TSAN)
     static atomic_int no_pwait2;
     if (timeout > 0 && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
@@ -124,12 +125,15 @@ static int epoll_wait_ns(int epfd, struct epoll_event *evs, int n,
     return epoll_wait(epfd, evs, n, ms);
 }
 
-void sq__driver_poll(sq_runtime *rt, int64_t timeout)
+/* timeout < 0: wait until the next timer or cap, whichever is first. */
+static void driver_poll(sq_runtime *rt, int64_t timeout, int64_t cap)
 {
     struct epoll_event evs[128];
     release_pending(rt);
     if (timeout < 0) {
         int64_t until = atomic_load(&rt->timer_next);
+        if (cap < until)
+            until = cap;
         atomic_store(&rt->driver_until, until);
         sq__fence();
         int64_t again = atomic_load(&rt->timer_next);
@@ -158,6 +162,16 @@ void sq__driver_poll(sq_runtime *rt, int64_t timeout)
         dispatch(evs[i].data.ptr, evs[i].events);
     }
     sq__timers_fire(rt, sq_now());
+}
+
+void sq__driver_poll(sq_runtime *rt, int64_t timeout)
+{
+    driver_poll(rt, timeout, INT64_MAX);
+}
+
+void sq__driver_poll_until(sq_runtime *rt, int64_t deadline)
+{
+    driver_poll(rt, -1, deadline == SQ_FOREVER ? INT64_MAX : deadline);
 }
 
 /* ------------------------------------------------------- sq_io core */

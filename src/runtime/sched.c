@@ -10,7 +10,8 @@
  * locality for request/response hand-offs).  Tasks spawned by a running
  * task wait in a small buffer until it switches away, then the first runs
  * next and the rest go to the deque in spawn order: fork/join trees run
- * depth first, with few stacks live at once.  Spawns from outside the
+ * depth first, with few stacks live at once (both are taken by other
+ * workers only from a worker stuck in one task).  Spawns from outside the
  * runtime, and queue overflow, go to a global queue.  Every 61 ticks a
  * worker looks at older work first (one task of the global queue, the head
  * of its FIFO ring, the oldest task of its deque if that one has waited
@@ -26,12 +27,17 @@
  *
  * Idle workers: a worker with nothing to run registers as parked and
  * sleeps, one of them inside epoll (the "driver", which also fires timers),
- * the rest on a futex.  Whoever makes work visible calls sq__sched_notify,
- * which wakes one parked worker only if no worker is already searching:
- * wake-ups never stampede.  Lost wake-ups are prevented by the usual
- * Dekker pairing: the pusher publishes work then reads the idle counters,
- * the parker publishes itself in the counters then re-reads the queues,
- * each with a full fence between, so at least one of them sees the other.
+ * the rest on a futex.  Whoever makes stealable work visible calls
+ * sq__sched_notify, which wakes one parked worker only if no worker is
+ * already searching: wake-ups never stampede.  Lost wake-ups are prevented
+ * by the usual Dekker pairing: the pusher publishes work then reads the
+ * idle counters, the parker publishes itself in the counters then re-reads
+ * the queues, each with a full fence between, so at least one of them sees
+ * the other.  Work that thieves leave to a busy worker (hand-off affinity,
+ * the LIFO slot, the spawn buffer) wakes nobody; one parked worker watches
+ * with a deadline instead, and takes it if that worker gets stuck (see
+ * "Watching").  A worker that only lengthens a lock's queue with the tasks
+ * it starts backs off from the shared queues ("Convoy feeding").
  *
  * Deterministic mode (sq_runtime_opts.seed, one worker): pushes go where
  * they always go, but each pick first gathers every queued task (LIFO
@@ -43,11 +49,14 @@
  */
 #include "internal.h"
 
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #ifdef SQ__ASAN
 #include <sanitizer/asan_interface.h>
@@ -344,46 +353,157 @@ static void global_push(sq_runtime *rt, sq__task *t)
     sq__sched_notify(rt);
 }
 
-/* ------------------------------------------------------ local pushes */
+/* ------------------------------------------- LIFO slot and spawn buffer */
+
+/* The LIFO slot and the spawn buffer are the owner's: it uses them at
+ * every wake-up and spawn, so that must cost no locked instruction.  Yet
+ * their tasks must not wait for ever behind a task that computes without
+ * switching.  So another worker may empty them, but only once the owner
+ * has not switched for STUCK_NS, and under an asymmetric Dekker exclusion:
+ * the owner marks its uses with owner_in (plain stores, a compiler
+ * barrier); a thief claims thief_in, makes every thread of the process
+ * execute a full barrier (membarrier), then reads owner_in.  Either the
+ * thief sees the owner's mark and backs off, or the owner sees the claim
+ * and waits the few microseconds it lasts.  Where membarrier is missing
+ * (kernels before 4.14, qemu-user) nobody steals them, as before; under
+ * ThreadSanitizer, which does not know membarrier, both sides fence. */
+static atomic_int membarrier_ok; /* 0: not asked yet, 1: usable, -1: not */
+
+static void membarrier_setup(void)
+{
+#ifdef SQ__TSAN
+    atomic_store(&membarrier_ok, 1);
+#else
+    if (atomic_load(&membarrier_ok) != 0)
+        return;
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                     0, 0);
+    atomic_store(&membarrier_ok, r == 0 ? 1 : -1);
+#endif
+}
+
+/* The thief's side: a full barrier on every thread of the process. */
+static bool thief_barrier(void)
+{
+#ifdef SQ__TSAN
+    sq__fence();
+    return true;
+#else
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+}
+
+static SQ__NOINLINE void own_wait(sq__worker *w)
+{
+    /* The thief holds it for one system call; if it was preempted, let it
+     * run. */
+    for (unsigned spins = 0;
+         atomic_load_explicit(&w->thief_in, memory_order_acquire); spins++) {
+        if (spins < 256)
+            sq__cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+/* Owner only, around every use of w->lifo and w->fresh.  Not nested. */
+static inline void own_begin(sq__worker *w)
+{
+    atomic_store_explicit(&w->owner_in, 1, memory_order_relaxed);
+#ifdef SQ__TSAN
+    sq__fence();
+#else
+    atomic_signal_fence(memory_order_seq_cst); /* the thief's membarrier
+                                                * does the CPU's part */
+#endif
+    if (SQ__UNLIKELY(atomic_load_explicit(&w->thief_in, memory_order_acquire)))
+        own_wait(w);
+}
+
+static inline void own_end(sq__worker *w)
+{
+    atomic_store_explicit(&w->owner_in, 0, memory_order_release);
+}
+
+static inline sq__task *lifo_get(sq__worker *w)
+{
+    return atomic_load_explicit(&w->lifo, memory_order_relaxed);
+}
+
+static inline void lifo_set(sq__worker *w, sq__task *t)
+{
+    atomic_store_explicit(&w->lifo, t, memory_order_relaxed);
+}
+
+static inline int fresh_n(sq__worker *w)
+{
+    return atomic_load_explicit(&w->nfresh, memory_order_relaxed);
+}
+
+static inline sq__task *fresh_at(sq__worker *w, int i)
+{
+    return atomic_load_explicit(&w->fresh[i], memory_order_relaxed);
+}
 
 void sq__sched_notify(sq_runtime *rt);
+static void watch_kick(sq_runtime *rt);
 
+/* A task woken by w's running task goes to the LIFO slot (run next); the
+ * one it displaces goes to the deque.  Hand-off wakes are not stolen while
+ * w keeps switching (see may_steal), so they wake no idle worker, unless
+ * none is watching for w to get stuck (watch_kick). */
 static void push_local(sq__worker *w, sq__task *t)
 {
     if (w->cur) {
-        sq__task *old = w->lifo;
-        w->lifo = t;
-        if (!old)
-            return;
-        t = old;
+        own_begin(w);
+        sq__task *old = lifo_get(w);
+        lifo_set(w, t);
+        if (old)
+            dq_push(w, old);
+        own_end(w);
+        if (old && !atomic_load_explicit(&old->handoff, memory_order_relaxed))
+            sq__sched_notify(w->rt);
+        else if (SQ__UNLIKELY(!atomic_load_explicit(&w->rt->nwatching,
+                                                    memory_order_relaxed)))
+            watch_kick(w->rt);
+        return;
     }
     dq_push(w, t);
     sq__sched_notify(w->rt);
 }
 
-/* Moves the tasks the running task spawned to the deque, last first, so
- * that the deque hands them out in spawn order; keeps the first one
- * (returned) if keep_first. */
-static sq__task *fresh_flush(sq__worker *w, bool keep_first)
+/* Within own_begin/own_end: moves the tasks the running task spawned to
+ * the deque, last first, so that the deque hands them out in spawn order;
+ * keeps the first one (returned) if keep_first.  Returns in *pushed
+ * whether any went to the deque (the caller then notifies, after
+ * own_end). */
+static sq__task *fresh_flush(sq__worker *w, bool keep_first, bool *pushed)
 {
-    int n = w->nfresh, stop = keep_first ? 1 : 0;
-    w->nfresh = 0;
+    int n = fresh_n(w), stop = keep_first ? 1 : 0;
+    atomic_store_explicit(&w->nfresh, 0, memory_order_relaxed);
     for (int i = n - 1; i >= stop; i--)
-        dq_push(w, w->fresh[i]);
-    if (n > stop)
-        sq__sched_notify(w->rt);
-    return keep_first ? w->fresh[0] : NULL;
+        dq_push(w, fresh_at(w, i));
+    *pushed = n > stop;
+    return keep_first && n > 0 ? fresh_at(w, 0) : NULL;
 }
 
 /* ---------------------------------------------------------- idle workers */
 
+static bool oldest_is_handoff(sq__worker *v);
+
+/* Queued work some idle worker could take now: the global queue, or a
+ * worker's deque or ring whose oldest task was not queued by a hand-off
+ * (such work is left to its worker while it keeps switching). */
 static bool work_visible(sq_runtime *rt)
 {
     if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0)
         return true;
-    for (int i = 0; i < rt->nworkers; i++)
-        if (rq_len(&rt->workers[i].rq) > 0 || dq_len(&rt->workers[i].dq) > 0)
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__worker *v = &rt->workers[i];
+        if ((rq_len(&v->rq) > 0 || dq_len(&v->dq) > 0) &&
+            !oldest_is_handoff(v))
             return true;
+    }
     return false;
 }
 
@@ -464,40 +584,122 @@ static void searching_done(sq__worker *w, bool found)
         sq__sched_notify(w->rt); /* last searcher found work: maybe more */
 }
 
-static void park_worker(sq__worker *w)
+/* Watching.  Work a thief leaves alone for now (tasks queued by hand-offs,
+ * a running worker's LIFO slot and spawn buffer, the shared queues while a
+ * worker backs off) must still be taken if the worker holding it stops
+ * switching: a task that computes without waiting would hold it for ever.
+ * So while any other worker is awake, one parked worker parks with a
+ * deadline (the watcher): it wakes after WATCH_MIN_NS, then twice as long
+ * each time it finds nothing, up to WATCH_MAX_NS, looks (steal_any takes
+ * from a worker stuck for STUCK_NS) and parks again.  Held work therefore
+ * waits for at most about STUCK_NS + 2 * WATCH_MAX_NS once its worker
+ * stops switching, and an idle worker costs a few microseconds of CPU per
+ * millisecond instead of spinning.  Holding work wakes no one, except when
+ * nobody watches (watch_kick). */
+#define WATCH_MIN_NS (50 * SQ_USEC)
+#define WATCH_MAX_NS (1 * SQ_MSEC)
+
+/* Called by a worker that has just made held work while possibly nobody
+ * watches: wakes a parked worker, which will become the watcher. */
+static SQ__NOINLINE void watch_kick(sq_runtime *rt)
+{
+    if (atomic_load_explicit(&rt->nparked, memory_order_relaxed) == 0)
+        return;
+    sq__sched_notify(rt);
+}
+
+static bool may_take_shared(sq__worker *w, int64_t now);
+
+/* For a worker about to sleep: is there work it would take now (true), or
+ * only work it leaves alone for now (*held)? */
+static bool work_for(sq__worker *w, bool *held)
+{
+    sq_runtime *rt = w->rt;
+    if (lifo_get(w) || fresh_n(w) || rq_len(&w->rq) || dq_len(&w->dq))
+        return true;
+    bool shared = w->backoff_until == 0 || may_take_shared(w, sq_now());
+    if (atomic_load_explicit(&rt->gq_len, memory_order_relaxed) > 0) {
+        if (shared)
+            return true;
+        *held = true;
+    }
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__worker *v = &rt->workers[i];
+        if (v == w)
+            continue;
+        if (rq_len(&v->rq) > 0 || dq_len(&v->dq) > 0) {
+            if (shared && !oldest_is_handoff(v))
+                return true;
+            *held = true;
+        }
+        if (lifo_get(v) || fresh_n(v))
+            *held = true;
+    }
+    return false;
+}
+
+/* Sleeps until woken or, if it becomes the watcher, until its deadline.
+ * Returns true if it woke because the deadline passed. */
+static bool park_worker(sq__worker *w)
 {
     sq_runtime *rt = w->rt;
     searching_done(w, false);
     pthread_mutex_lock(&rt->idle_lock);
     rt->parked_list[rt->nparked_list++] = w->index;
     atomic_store(&w->parked, 1);
-    atomic_fetch_add(&rt->nparked, 1);
+    unsigned parked = atomic_fetch_add(&rt->nparked, 1) + 1;
     pthread_mutex_unlock(&rt->idle_lock);
     sq__fence();
-    if ((work_visible(rt) || atomic_load(&rt->stop)) && unregister_parked(w))
-        return;
+    bool held = false;
+    if ((work_for(w, &held) || atomic_load(&rt->stop)) && unregister_parked(w))
+        return false;
     SQ__STAT_INC(w, parks);
 
-    bool self_removed = false;
+    /* Watch if someone is awake (they may hold work), one watcher at a
+     * time. */
+    int64_t deadline = SQ_FOREVER;
+    unsigned zero = 0;
+    if ((held || parked < (unsigned)rt->nworkers) &&
+        atomic_compare_exchange_strong(&rt->nwatching, &zero, 1)) {
+        deadline = sq_now() + w->watch_ns;
+        if (w->watch_ns < WATCH_MAX_NS)
+            w->watch_ns *= 2;
+    }
+
+    bool self_removed = false, timed_out = false;
     if (pthread_mutex_trylock(&rt->driver_lock) == 0) {
         atomic_store(&w->in_driver, 1);
         sq__fence();
         while (atomic_load(&w->parked)) {
-            sq__driver_poll(rt, -1);
-            if ((w->lifo || rq_len(&w->rq) > 0 || dq_len(&w->dq) > 0) &&
+            sq__driver_poll_until(rt, deadline);
+            if ((lifo_get(w) || rq_len(&w->rq) > 0 || dq_len(&w->dq) > 0) &&
                 unregister_parked(w)) {
                 self_removed = true;
+                break;
+            }
+            if (deadline != SQ_FOREVER && sq_now() >= deadline &&
+                unregister_parked(w)) {
+                self_removed = timed_out = true;
                 break;
             }
         }
         atomic_store(&w->in_driver, 0);
         pthread_mutex_unlock(&rt->driver_lock);
     } else {
-        while (atomic_load(&w->parked))
-            sq__futex_wait(&w->parked, 1, SQ_FOREVER);
+        while (atomic_load(&w->parked)) {
+            sq__futex_wait(&w->parked, 1, deadline);
+            if (deadline != SQ_FOREVER && atomic_load(&w->parked) &&
+                sq_now() >= deadline && unregister_parked(w)) {
+                self_removed = timed_out = true;
+                break;
+            }
+        }
     }
+    if (deadline != SQ_FOREVER)
+        atomic_fetch_sub(&rt->nwatching, 1);
     if (!self_removed)
         w->searching = true; /* the unparker counted us as searching */
+    return timed_out;
 }
 
 /* ---------------------------------------------------------- finding work */
@@ -536,20 +738,74 @@ static bool oldest_is_handoff(sq__worker *v)
     return x && atomic_load_explicit(&x->handoff, memory_order_relaxed);
 }
 
-static bool may_steal(sq__worker *w, sq__worker *v)
+/* Has v not switched tasks for STUCK_NS, as far as w has been watching?
+ * Each look notes v's switch count and since when it has not moved. */
+static bool peer_stuck(sq__worker *w, sq__worker *v, int64_t now)
 {
-    if (!w->seen || !oldest_is_handoff(v))
+    if (!w->seen)
         return true;
     struct sq__seen *s = &w->seen[v->index];
     uint64_t sw = atomic_load_explicit(&v->stats.switches,
                                        memory_order_relaxed);
-    int64_t now = sq_now();
     if (sw != s->switches) {
         s->switches = sw;
         s->since = now;
         return false;
     }
     return now - s->since >= STUCK_NS;
+}
+
+static bool may_steal(sq__worker *w, sq__worker *v)
+{
+    if (!oldest_is_handoff(v))
+        return true;
+    return peer_stuck(w, v, sq_now());
+}
+
+/* Empties the LIFO slot and spawn buffer of v, which has not switched
+ * for STUCK_NS (see own_begin): returns the task v would have run next and
+ * queues the others on w's deque, in the order v would have run them.
+ * At most once per HELD_GAP_NS from one worker: a worker that keeps
+ * spawning without switching refills its buffer, and flushes it itself
+ * when full; each steal costs it an interrupt (the membarrier). */
+#define HELD_GAP_NS (1 * SQ_MSEC)
+
+static sq__task *steal_held(sq__worker *w, sq__worker *v)
+{
+    if (atomic_load_explicit(&membarrier_ok, memory_order_relaxed) <= 0 ||
+        !w->seen)
+        return NULL;
+    if (!lifo_get(v) && !fresh_n(v))
+        return NULL;
+    int64_t now = sq_now();
+    if (!peer_stuck(w, v, now) || now - w->seen[v->index].held_at < HELD_GAP_NS)
+        return NULL;
+    w->seen[v->index].held_at = now;
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&v->thief_in, &zero, 1))
+        return NULL; /* another thief is at it */
+    sq__task *got[1 + SQ__FRESH_MAX];
+    int n = 0;
+    if (thief_barrier() &&
+        !atomic_load_explicit(&v->owner_in, memory_order_acquire)) {
+        sq__task *l = lifo_get(v);
+        if (l) {
+            got[n++] = l;
+            lifo_set(v, NULL);
+        }
+        int nf = fresh_n(v);
+        for (int i = 0; i < nf; i++)
+            got[n++] = fresh_at(v, i);
+        atomic_store_explicit(&v->nfresh, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&v->thief_in, 0, memory_order_release);
+    if (n == 0)
+        return NULL;
+    for (int i = n - 1; i >= 1; i--)
+        dq_push(w, got[i]);
+    if (n > 1)
+        sq__sched_notify(w->rt);
+    return got[0];
 }
 
 static sq__task *steal_any(sq__worker *w)
@@ -564,17 +820,110 @@ static sq__task *steal_any(sq__worker *w)
         sq__worker *v = &rt->workers[(start + i) % n];
         if (v == w)
             continue;
-        if (!may_steal(w, v))
-            continue;
-        sq__task *t = dq_steal(&v->dq);
-        if (!t)
+        sq__task *t = NULL;
+        if (may_steal(w, v) && !(t = dq_steal(&v->dq)))
             t = rq_steal(w, v);
+        if (!t)
+            t = steal_held(w, v);
         if (t) {
             SQ__STAT_INC(w, steals);
             return t;
         }
     }
     return NULL;
+}
+
+/* Convoy feeding.  A task's first run that ends queued on a lock
+ * (mutex, rwlock, semaphore) while the lock's hand-offs go to another
+ * worker has done nothing but join a queue that worker serves; the task
+ * now holds a stack, and will be resumed there, cold, when its turn
+ * comes.  A worker that does this FEED_MAX times in a row, with no
+ * hand-off coming its way, is feeding a convoy: starting more tasks from
+ * the shared queues only makes it longer, and with a backlog of thousands
+ * it grows to thousands of parked stacks, each resumed with cache and TLB
+ * misses (seed.lock_contention: 360 to 1,180 ns per operation from run to
+ * run, against 250-300 ns when the tasks run one after another).  So it
+ * backs off for BACKOFF_NS: it leaves the global queue and other workers'
+ * queues (and puts back its FIFO ring's) to the workers that are busy,
+ * which start those tasks when the queue is short or empty.  If every
+ * other worker sleeps, it takes work at once. */
+#define FEED_MAX 16
+#define BACKOFF_NS (1 * SQ_MSEC)
+
+/* Puts w's whole FIFO ring back at the head of the global queue. */
+static void rq_spill(sq__worker *w)
+{
+    sq__runq *q = &w->rq;
+    for (;;) {
+        unsigned head = atomic_load_explicit(&q->head, memory_order_acquire);
+        unsigned tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        unsigned n = tail - head;
+        if (n == 0 || n > SQ__RQ_CAP)
+            return;
+        /* claim first, link after (see rq_push) */
+        if (!atomic_compare_exchange_strong_explicit(
+                &q->head, &head, head + n, memory_order_acq_rel,
+                memory_order_acquire))
+            continue;
+        sq__task *first = NULL, *last = NULL;
+        for (unsigned i = 0; i < n; i++) {
+            sq__task *x = atomic_load_explicit(&q->buf[(head + i) % SQ__RQ_CAP],
+                                               memory_order_relaxed);
+            if (last)
+                last->qnext = x;
+            else
+                first = x;
+            last = x;
+        }
+        sq_runtime *rt = w->rt;
+        pthread_mutex_lock(&rt->gq_lock);
+        last->qnext = rt->gq_head;
+        rt->gq_head = first;
+        if (!rt->gq_tail)
+            rt->gq_tail = last;
+        atomic_fetch_add_explicit(&rt->gq_len, n, memory_order_relaxed);
+        pthread_mutex_unlock(&rt->gq_lock);
+        return;
+    }
+}
+
+/* Notes how the first run of a task on w ended (switch_away). */
+static void feed_note(sq__worker *w, sq__task *self, int action)
+{
+    sq__waiter *wt = atomic_load_explicit(&self->waiting,
+                                          memory_order_relaxed);
+    if (action != SQ__SW_PARK || !wt ||
+        !(SQ__WAIT_IS_LOCK(wt->kind) || wt->kind == SQ__WAIT_SEM)) {
+        w->feed = 0;
+        return;
+    }
+    if (++w->feed < FEED_MAX || w->rt->nworkers < 2)
+        return;
+    w->feed = 0;
+    w->backoff_until = sq_now() + BACKOFF_NS;
+    rq_spill(w);
+}
+
+/* May w take work from the global queue and other workers' queues?  Not
+ * while it backs off, unless every other worker sleeps. */
+static bool may_take_shared(sq__worker *w, int64_t now)
+{
+    if (now >= w->backoff_until) {
+        w->backoff_until = 0;
+        return true;
+    }
+    sq_runtime *rt = w->rt;
+    for (int i = 0; i < rt->nworkers; i++) {
+        sq__worker *v = &rt->workers[i];
+        if (v != w && !atomic_load_explicit(&v->parked, memory_order_relaxed))
+            return false;
+    }
+    return true;
+}
+
+static inline bool shared_ok(sq__worker *w)
+{
+    return SQ__LIKELY(w->backoff_until == 0) || may_take_shared(w, sq_now());
 }
 
 static void maintenance(sq__worker *w)
@@ -615,12 +964,15 @@ static sq__task *dq_take_stale(sq__worker *w)
 }
 
 /* Any queued task: w's deque, its FIFO ring, the global queue, then the
- * other workers'. */
+ * other workers' (the last two not while w backs off). */
 static sq__task *take_queued(sq__worker *w)
 {
     sq__task *t;
-    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)) ||
-        (t = global_pop(w)) || (t = steal_any(w)))
+    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)))
+        return t;
+    if (!shared_ok(w))
+        return NULL;
+    if ((t = global_pop(w)) || (t = steal_any(w)))
         return t;
     return NULL;
 }
@@ -633,41 +985,55 @@ static sq__task *take_queued(sq__worker *w)
 static sq__task *find_work(sq__worker *w)
 {
     sq__task *t;
+    bool pushed = false;
     if (++w->tick % 61 == 0) {
         maintenance(w);
-        if ((t = global_pop_max(w, 1)) || (t = rq_pop(&w->rq)) ||
-            (t = dq_take_stale(w))) {
+        if ((shared_ok(w) && (t = global_pop_max(w, 1))) ||
+            (t = rq_pop(&w->rq)) || (t = dq_take_stale(w))) {
             /* Tasks just spawned wait behind it, where others may take
              * them.  (If nothing older is found they run next, below, and
              * no other worker needs waking for them.) */
-            if (w->nfresh)
-                fresh_flush(w, false);
+            if (fresh_n(w)) {
+                own_begin(w);
+                fresh_flush(w, false, &pushed);
+                own_end(w);
+            }
             goto found;
         }
     }
-    if (w->lifo) {
-        if (w->nfresh)
-            fresh_flush(w, false);
-        t = w->lifo;
-        w->lifo = NULL;
+    own_begin(w);
+    if ((t = lifo_get(w))) {
+        lifo_set(w, NULL);
+        if (fresh_n(w))
+            fresh_flush(w, false, &pushed);
+        own_end(w);
+        if (pushed)
+            sq__sched_notify(w->rt);
         return t;
     }
-    if (w->nfresh)
-        return fresh_flush(w, true);
+    if (fresh_n(w)) {
+        t = fresh_flush(w, true, &pushed);
+        own_end(w);
+        if (pushed)
+            sq__sched_notify(w->rt);
+        return t;
+    }
+    own_end(w);
     if ((t = take_queued(w)))
         goto found;
     /* Nothing queued: poll the driver once so I/O and timers are not
      * starved while the workers keep busy switching among waiting tasks. */
     maintenance(w);
-    if (w->lifo) {
-        t = w->lifo;
-        w->lifo = NULL;
-        goto found;
-    }
-    if ((t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)))
+    own_begin(w);
+    if ((t = lifo_get(w)))
+        lifo_set(w, NULL);
+    own_end(w);
+    if (t || (t = dq_take(&w->dq)) || (t = rq_pop(&w->rq)))
         goto found;
     return NULL;
 found:
+    if (pushed)
+        sq__sched_notify(w->rt);
     searching_done(w, true);
     return t;
 }
@@ -676,12 +1042,16 @@ found:
  * several microseconds on each side, more than most gaps between bursts of
  * work.  Spinning is bounded (SPIN_NS) and at most half of the workers
  * spin at once; while one spins it counts as searching, so whoever makes
- * work visible does not pay for waking a parked worker. */
+ * work visible does not pay for waking a parked worker.  A worker woken by
+ * its watch deadline does not spin (see park_worker), nor does one that
+ * backs off (see feed_note). */
 #define SPIN_NS (50 * SQ_USEC)
 
 static sq__task *spin_for_work(sq__worker *w)
 {
     sq_runtime *rt = w->rt;
+    if (!shared_ok(w))
+        return NULL; /* backing off: only its own queues, already empty */
     if (!w->searching) {
         unsigned n = atomic_load(&rt->nsearching);
         if (2 * n >= (unsigned)rt->nworkers && rt->nworkers > 1)
@@ -762,24 +1132,27 @@ static bool det_reserve(sq__worker *w, size_t need)
 static void det_collect(sq__worker *w)
 {
     sq_runtime *rt = w->rt;
-    size_t need = (size_t)w->det_n + (w->lifo != NULL) + (size_t)w->nfresh +
+    size_t need = (size_t)w->det_n + (lifo_get(w) != NULL) +
+                  (size_t)fresh_n(w) +
                   (size_t)dq_len(&w->dq) + rq_len(&w->rq) +
                   (size_t)atomic_load_explicit(&rt->gq_len,
                                                memory_order_relaxed);
     (void)det_reserve(w, need);
 #define DET_ROOM() (w->det_n < w->det_cap)
     sq__task *t;
-    if (w->lifo && DET_ROOM()) {
-        w->det_buf[w->det_n++] = w->lifo;
-        w->lifo = NULL;
+    /* One worker: no thief, so no own_begin. */
+    if ((t = lifo_get(w)) && DET_ROOM()) {
+        w->det_buf[w->det_n++] = t;
+        lifo_set(w, NULL);
     }
-    int i = 0;
-    while (i < w->nfresh && DET_ROOM())
-        w->det_buf[w->det_n++] = w->fresh[i++];
+    int i = 0, nf = fresh_n(w);
+    while (i < nf && DET_ROOM())
+        w->det_buf[w->det_n++] = fresh_at(w, i++);
     if (i > 0) {
-        memmove(w->fresh, w->fresh + i,
-                (size_t)(w->nfresh - i) * sizeof w->fresh[0]);
-        w->nfresh -= i;
+        for (int j = i; j < nf; j++)
+            atomic_store_explicit(&w->fresh[j - i], fresh_at(w, j),
+                                  memory_order_relaxed);
+        atomic_store_explicit(&w->nfresh, nf - i, memory_order_relaxed);
     }
     while (DET_ROOM() && (t = dq_steal(&w->dq)))
         w->det_buf[w->det_n++] = t;
@@ -873,16 +1246,24 @@ static void settle(sq__worker *w)
          * task, and if that one computes without switching (or spins
          * until the yielded task has done something), the yielded task
          * would wait for it, however long, while other workers sleep
-         * (parked workers only hear of pushes that notify).  Not for a
-         * task queued by a hand-off: thieves leave it alone while this
-         * worker switches anyway (hand-off affinity), and the releaser's
-         * yield after every contended unlock must stay cheap.  One
-         * relaxed load in the common case (every worker busy); without
-         * the fence sq__sched_notify pays first, a worker parking at this
-         * very instant can miss it (then the task waits as before). */
-        if (!atomic_load_explicit(&p->handoff, memory_order_relaxed) &&
-            atomic_load_explicit(&w->rt->nparked, memory_order_relaxed))
-            sq__sched_notify(w->rt);
+         * (parked workers only hear of pushes that notify).  A task
+         * queued by a hand-off wakes nobody (thieves leave it alone while
+         * this worker switches, and the releaser's yield after every
+         * contended unlock must stay cheap); it only needs a watcher, as
+         * other held work does (watch_kick).  One relaxed load in the
+         * common case (every worker busy).  Without the fence
+         * sq__sched_notify pays first, a worker parking at this very
+         * instant can miss the task; it then parks as the watcher (this
+         * worker is awake), so the task waits for one watch period at
+         * most. */
+        if (SQ__UNLIKELY(atomic_load_explicit(&w->rt->nparked,
+                                              memory_order_relaxed))) {
+            if (!atomic_load_explicit(&p->handoff, memory_order_relaxed))
+                sq__sched_notify(w->rt);
+            else if (!atomic_load_explicit(&w->rt->nwatching,
+                                           memory_order_relaxed))
+                watch_kick(w->rt);
+        }
         break;
     case SQ__SW_EXIT:
         sq__task_settle_exit(w, p);
@@ -910,6 +1291,9 @@ static void do_switch(sq__worker *w, sq__ctx *from, sq__task *to, bool dying)
         atomic_exchange_explicit(&to->state, SQ__T_RUNNING,
                                  memory_order_acq_rel);
         SQ__STAT_INC(w, switches);
+        /* a hand-off came here: this worker serves the lock's queue */
+        if (atomic_load_explicit(&to->handoff, memory_order_relaxed))
+            w->feed = 0;
     }
     w->cur = to;
     sq__ctx_switch(from, to ? &to->ctx : &w->sched_ctx);
@@ -927,6 +1311,10 @@ void sq__sched_switch_away(int action)
     sq__task *self = w->cur;
     sq__task *next;
     sq__stack_check(self);
+    if (SQ__UNLIKELY(!self->ran_once)) {
+        self->ran_once = true;
+        feed_note(w, self, action);
+    }
     if (SQ__UNLIKELY(w->det)) {
         bool stay = false;
         next = det_next_runnable(w, action == SQ__SW_YIELD, &stay);
@@ -1000,9 +1388,21 @@ void sq__sched_push_new(sq_runtime *rt, sq__task *t)
 {
     sq__worker *w = sq__worker_current();
     if (w && w->rt == rt && w->cur) {
-        if (w->nfresh == SQ__FRESH_MAX)
-            fresh_flush(w, false);
-        w->fresh[w->nfresh++] = t;
+        bool pushed = false;
+        own_begin(w);
+        int n = fresh_n(w);
+        if (n == SQ__FRESH_MAX) {
+            fresh_flush(w, false, &pushed);
+            n = 0;
+        }
+        atomic_store_explicit(&w->fresh[n], t, memory_order_relaxed);
+        atomic_store_explicit(&w->nfresh, n + 1, memory_order_relaxed);
+        own_end(w);
+        if (pushed)
+            sq__sched_notify(rt);
+        else if (SQ__UNLIKELY(!atomic_load_explicit(&rt->nwatching,
+                                                    memory_order_relaxed)))
+            watch_kick(rt);
     } else if (w && w->rt == rt) {
         dq_push(w, t);
         sq__sched_notify(rt);
@@ -1034,25 +1434,28 @@ static void *worker_main(void *arg)
     }
 #endif
     sq__overflow_handler_install(w);
+    bool watched = false; /* woken by the watch deadline, not for work */
     for (;;) {
         bool stay = false; /* not used: no yield here */
         sq__task *t = SQ__UNLIKELY(w->det) ? det_next_runnable(w, false, &stay)
                                            : next_runnable(w);
         if (t) {
+            w->watch_ns = WATCH_MIN_NS;
             do_switch(w, &w->sched_ctx, t, false);
             settle(w);
             continue;
         }
         if (atomic_load(&rt->stop))
             break;
-        if (!w->det && (t = spin_for_work(w))) {
+        if (!w->det && !watched && (t = spin_for_work(w))) {
+            w->watch_ns = WATCH_MIN_NS;
             if (t->started || sq__task_prepare(w, t) == 0) {
                 do_switch(w, &w->sched_ctx, t, false);
                 settle(w);
             }
             continue;
         }
-        park_worker(w);
+        watched = park_worker(w);
     }
     sq__overflow_handler_remove(w);
     tls_worker = NULL;
@@ -1063,6 +1466,8 @@ int sq__sched_start(sq_runtime *rt)
 {
     if (rt->seed)
         atomic_fetch_add(&sq__det_runtimes, 1); /* sq__sched_stop: -1 */
+    if (rt->nworkers > 1)
+        membarrier_setup();
     for (int i = 0; i < rt->nworkers; i++) {
         sq__worker *w = &rt->workers[i];
         w->rt = rt;
@@ -1071,6 +1476,7 @@ int sq__sched_start(sq_runtime *rt)
         w->fair_top = -1;
         w->det = rt->seed != 0;
         w->det_rng = rt->seed;
+        w->watch_ns = WATCH_MIN_NS;
         w->seen = calloc((size_t)rt->nworkers, sizeof *w->seen);
         pthread_attr_t attr;
         pthread_attr_init(&attr);

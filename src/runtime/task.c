@@ -211,6 +211,7 @@ int sq__spawn_in(sq_runtime *rt, sq__worker *w, sq__task **out, sq_task_fn fn,
     t->stack_size = ss;
     t->stack = NULL;
     t->started = false;
+    t->ran_once = false;
     t->finished = false;
     t->cancel_mask = 0;
     t->cancel_seen = false;

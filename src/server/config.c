@@ -27,6 +27,9 @@ void sq_srv_config_init(sq_srv_config *c)
     c->page_size = 100;
     c->state_ttl = 10 * 60 * SQ_SEC;
     c->server_name = strdup("squirreld");
+    c->request_metrics = true;
+    c->alert_interval = SQ_SEC;
+    c->plugin_timeout = 30 * SQ_SEC;
 }
 
 static void free_list(char **l, size_t n)
@@ -49,6 +52,9 @@ void sq_srv_config_free(sq_srv_config *c)
     free(c->server_name);
     free(c->instructions);
     free(c->store);
+    free(c->alerts_json);
+    free(c->checks);
+    free_list(c->plugins, c->nplugins);
     memset(c, 0, sizeof *c);
 }
 
@@ -84,12 +90,17 @@ int sq_srv_config_copy(sq_srv_config *d, const sq_srv_config *s)
     d->store = dup_or_null(s->store);
     if (rc == 0 && s->store && !d->store)
         rc = -ENOMEM;
+    d->alerts_json = dup_or_null(s->alerts_json);
+    d->checks = dup_or_null(s->checks);
     if (rc == 0)
         rc = dup_list(&d->allowed_hosts, s->allowed_hosts, s->nallowed_hosts);
     if (rc == 0)
         rc = dup_list(&d->allowed_origins, s->allowed_origins, s->nallowed_origins);
+    if (rc == 0)
+        rc = dup_list(&d->plugins, s->plugins, s->nplugins);
     if (rc == 0 && ((s->token_file && !d->token_file) ||
-                    (s->fixtures && !d->fixtures) || !d->server_name))
+                    (s->fixtures && !d->fixtures) || !d->server_name ||
+                    (s->alerts_json && !d->alerts_json) || (s->checks && !d->checks)))
         rc = -ENOMEM;
     return rc;
 }
@@ -118,6 +129,45 @@ int sq_srv_config_add_listen(sq_srv_config *c, int kind, const char *address)
     return 0;
 }
 
+int sq_srv_config_add_plugin(sq_srv_config *c, const char *path)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    char **l = realloc(c->plugins, (c->nplugins + 1) * sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    c->plugins = l;
+    if (!(l[c->nplugins] = strdup(path)))
+        return -ENOMEM;
+    c->nplugins++;
+    return 0;
+}
+
+/* Plugins named in a config file: added to those given so far; a
+ * relative path is taken from the file's directory. */
+static int plugin_list(sq_srv_config *c, json_t *v, const char *file)
+{
+    if (!json_is_array(v))
+        return -EINVAL;
+    const char *slash = strrchr(file, '/');
+    int dirlen = slash ? (int)(slash - file) : 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        const char *p = json_string_value(e);
+        if (!p || !*p)
+            return -EINVAL;
+        char *full = NULL;
+        if (p[0] != '/' && slash && asprintf(&full, "%.*s/%s", dirlen, file, p) < 0)
+            return -ENOMEM;
+        int rc = sq_srv_config_add_plugin(c, full ? full : p);
+        free(full);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ the file */
 
 static int bad(char *err, size_t n, const char *fmt, ...)
@@ -131,17 +181,11 @@ static int bad(char *err, size_t n, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* A duration: a number of milliseconds, or a string "<n>ms|s|m|h". */
-static int duration(json_t *v, int64_t *out)
+int sq_srv_parse_duration(const char *s, int64_t *out)
 {
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
-        *out = json_integer_value(v) * SQ_MSEC;
-        return 0;
-    }
-    if (!json_is_string(v))
+    if (!s)
         return -EINVAL;
     char *end;
-    const char *s = json_string_value(v);
     double x = strtod(s, &end);
     if (end == s || x < 0)
         return -EINVAL;
@@ -151,6 +195,17 @@ static int duration(json_t *v, int64_t *out)
         return -EINVAL;
     *out = (int64_t)(x * unit);
     return 0;
+}
+
+/* A duration: a number of milliseconds, or a string "<n>ms|s|m|h". */
+static int duration(json_t *v, int64_t *out)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = json_integer_value(v) * SQ_MSEC;
+        return 0;
+    }
+    return json_is_string(v) ? sq_srv_parse_duration(json_string_value(v), out)
+                             : -EINVAL;
 }
 
 static int string_list(json_t *v, char ***out, size_t *n)
@@ -238,9 +293,9 @@ int sq_srv_config_load(sq_srv_config *c, const char *path, char *err,
         if (strcmp(k, "stdio") == 0) {
             rc = json_is_boolean(v) ? (c->stdio = json_is_true(v), 0) : -EINVAL;
         } else if (strcmp(k, "http") == 0 || strcmp(k, "tcp") == 0 ||
-                   strcmp(k, "unix") == 0) {
+                   strcmp(k, "unix") == 0 || strcmp(k, "admin") == 0) {
             int kind = k[0] == 'h' ? SQ_LISTEN_HTTP : k[0] == 't' ? SQ_LISTEN_TCP
-                                                                  : SQ_LISTEN_UNIX;
+                     : k[0] == 'a' ? SQ_LISTEN_ADMIN : SQ_LISTEN_UNIX;
             json_t *list = json_is_string(v) ? json_pack("[O]", v) : json_incref(v);
             size_t i;
             json_t *a;
@@ -305,6 +360,33 @@ int sq_srv_config_load(sq_srv_config *c, const char *path, char *err,
                 json_decref(root);
                 return rc;
             }
+        } else if (strcmp(k, "request_metrics") == 0) {
+            rc = json_is_boolean(v) ? (c->request_metrics = json_is_true(v), 0) : -EINVAL;
+        } else if (strcmp(k, "alert_interval") == 0) {
+            rc = duration(v, &d);
+            if (rc == 0)
+                rc = d >= 10 * SQ_MSEC ? (c->alert_interval = d, 0) : -EINVAL;
+        } else if (strcmp(k, "checks") == 0) {
+            rc = set_string(v, &c->checks);
+        } else if (strcmp(k, "alerts") == 0) {
+            /* Checked in full when the server is made (alerts.c); kept as
+             * text, which the public configuration can carry. */
+            rc = json_is_array(v) ? 0 : -EINVAL;
+            char *t = rc == 0 ? json_dumps(v, JSON_COMPACT) : NULL;
+            if (rc == 0 && !t)
+                rc = -ENOMEM;
+            if (t) {
+                free(c->alerts_json);
+                c->alerts_json = t;
+            }
+        } else if (strcmp(k, "plugins") == 0) {
+            rc = plugin_list(c, v, path);
+        } else if (strcmp(k, "plugin_admin") == 0) {
+            rc = json_is_boolean(v) ? (c->plugin_admin = json_is_true(v), 0) : -EINVAL;
+        } else if (strcmp(k, "plugin_timeout") == 0) {
+            rc = duration(v, &d);
+            if (rc == 0)
+                rc = d > 0 ? (c->plugin_timeout = d, 0) : -EINVAL;
         } else {
             json_decref(root);
             return bad(err, errlen, "%s: unknown key \"%s\"", path, k);

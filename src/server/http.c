@@ -40,6 +40,7 @@ typedef struct hconn {
     sq_outq *watching;           /* the queue the handler waits on */
     sq_tracker *trk;             /* 2026-07-28 requests of this connection */
     int status;                  /* the reader's error status, if any */
+    bool admin;                  /* the admin listener: monitoring only */
 } hconn;
 
 /* ------------------------------------------------------------ the reader */
@@ -47,11 +48,24 @@ typedef struct hconn {
 static void *reader_main(void *arg)
 {
     hconn *c = arg;
+    bool last = false;           /* a request said Connection: close */
     for (;;) {
         sq_http_request *req = calloc(1, sizeof *req);
         int status = 0;
         int rc = req ? sq_http_read(c->rd, req, &status) : -ENOMEM;
+        if (rc == 0 && last) {
+            /* No request follows a Connection: close, but the peer is
+             * still there, waiting for its answer: it has gone when it
+             * closes its side (what cancels a 2026-07-28 stream), so the
+             * rest of what it sends is read and dropped until then. */
+            free(req);
+            char sink[512];
+            while (sq_io_read(c->io, sink, sizeof sink) > 0)
+                ;
+            break;
+        }
         if (rc == 1) {
+            last = !req->keep_alive;
             if (sq_mpsc_send(&c->reqs, &req) != 0) {
                 sq_http_request_free(req);
                 free(req);
@@ -96,6 +110,7 @@ static int respond_json(hconn *c, int status, const char *body, size_t len,
         snprintf(sh, sizeof sh, "Mcp-Session-Id: %s", session);
         hdr[n++] = sh;
     }
+    sq_mon_bytes(c->srv, 0, len);
     return sq_http_respond(c->io, status, close, len ? "application/json" : NULL,
                            hdr, n, body, len);
 }
@@ -226,6 +241,7 @@ static int send_answer(hconn *c, sq_outq *q, const stream_opts *o, bool *close)
         if (rc == 0 && m->len) {
             sq__strbuf_reset(&b);
             sse_event_of(&b, o, m);
+            sq_mon_bytes(c->srv, 0, b.len);
             rc = sq_http_stream_chunk(c->io, b.buf, b.len);
         }
         if (!q->keep)
@@ -286,20 +302,66 @@ static bool host_allowed(sq_srv *s, const char *host, bool origin)
     return false;
 }
 
-/* Compares the bearer token in constant time (for its length). */
-static bool authorized(sq_srv *s, const sq_http_request *req)
+/* Compares a token with the server's in constant time (for its length). */
+static bool token_is(sq_srv *s, const char *t, size_t n)
 {
-    if (!s->token)
-        return true;
-    const char *a = sq_http_header_get(req, "authorization");
-    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
-        return false;
-    const char *t = a + 7;
-    size_t n = strlen(t);
     unsigned char diff = n != s->token_len;
     for (size_t i = 0; i < s->token_len; i++)
         diff |= (unsigned char)(s->token[i] ^ (i < n ? t[i] : 0));
     return diff == 0;
+}
+
+static int hexdigit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The cookie squirreld_token's value in a Cookie header, or NULL (*n
+ * its length). */
+static const char *cookie_token(const char *h, size_t *n)
+{
+    static const char name[] = "squirreld_token=";
+    for (const char *p = h; p && *p;) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        size_t len = strcspn(p, ";");
+        if (strncmp(p, name, sizeof name - 1) == 0) {
+            *n = len - (sizeof name - 1);
+            return p + sizeof name - 1;
+        }
+        p += len;
+    }
+    return NULL;
+}
+
+bool sq_http_authorized(sq_srv *s, const sq_http_request *req, bool allow_cookie)
+{
+    if (!s->token)
+        return true;
+    const char *a = sq_http_header_get(req, "authorization");
+    if (a && strncasecmp(a, "Bearer ", 7) == 0)
+        return token_is(s, a + 7, strlen(a + 7));
+    size_t n;
+    const char *t = allow_cookie ? cookie_token(sq_http_header_get(req, "cookie"), &n)
+                                 : NULL;
+    if (!t || n > 1024)
+        return false;
+    /* The page sets it with encodeURIComponent: percent-decoded. */
+    char dec[1024];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (t[i] == '%' && i + 2 < n &&
+            (hi = hexdigit(t[i + 1])) >= 0 && (lo = hexdigit(t[i + 2])) >= 0) {
+            dec[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            dec[k++] = t[i];
+        }
+    }
+    return token_is(s, dec, k);
 }
 
 static bool media_is(const char *v, const char *type)
@@ -507,7 +569,7 @@ static sq_sess *session_of(hconn *c, const sq_http_request *req, int *status)
         return NULL;
     }
     sq_srv *s = c->srv;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     json_t *v = json_object_get(s->by_id, id);
     sq_sess *x = v ? sq_sess_ref((sq_sess *)(intptr_t)json_integer_value(v)) : NULL;
     sq_mutex_unlock(&s->lock);
@@ -554,7 +616,7 @@ static int initialize(hconn *c, const sq_http_request *req, sq_rpc_msg *m)
     x->caps = json_incref(caps);
     x->client_info = json_incref(info);
     bool full;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     full = s->nsessions >= s->cfg.max_sessions;
     if (!full) {
         sq__list_push_back(&s->sessions, &x->link);
@@ -584,7 +646,7 @@ static int initialize(hconn *c, const sq_http_request *req, sq_rpc_msg *m)
 static void stream_register(sq_sess *x, sq_outq *q, uint64_t *n)
 {
     char key[24];
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     *n = ++x->next_stream;
     snprintf(key, sizeof key, "%llu", (unsigned long long)*n);
     json_object_set_new(x->streams, key, json_integer((intptr_t)sq_outq_ref(q)));
@@ -595,7 +657,7 @@ static void stream_forget(sq_sess *x, uint64_t n)
 {
     char key[24];
     snprintf(key, sizeof key, "%llu", (unsigned long long)n);
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     json_t *v = json_object_get(x->streams, key);
     sq_outq *q = v ? (sq_outq *)(intptr_t)json_integer_value(v) : NULL;
     json_object_del(x->streams, key);
@@ -777,7 +839,7 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
         after = *end == '-' ? strtoull(end + 1, &end, 10) : 0;
         char key[24];
         snprintf(key, sizeof key, "%llu", (unsigned long long)n);
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         json_t *v = json_object_get(x->streams, key);
         q = v && *end == '\0' ? sq_outq_ref((sq_outq *)(intptr_t)json_integer_value(v))
                               : NULL;
@@ -789,7 +851,7 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
         }
         standalone = q == x->unsolicited;
     } else {
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         bool busy = x->unsolicited != NULL;
         if (!busy) {
             q = sq_outq_new(c->srv->cfg.out_queue_bytes, true);
@@ -878,7 +940,7 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
     if (standalone && !last) {
         /* The standalone stream ends with this GET: notifications wait
          * for the next one (they are dropped meanwhile). */
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         if (x->unsolicited == q) {
             x->unsolicited = NULL;
             sq_outq_unref(q);
@@ -905,10 +967,23 @@ static int handle(hconn *c, sq_http_request *req, bool *close)
                  "(DNS rebinding protection; see allowed_hosts)");
         return respond_error(c, 403, NULL, -32000, msg, NULL);
     }
+    /* The monitoring endpoints: on the admin listener when there is one,
+     * else here (admin.c checks the same token). */
+    if (c->admin || (!s->has_admin && strcmp(req->path, "/mcp") != 0)) {
+        int rc = sq_admin_serve(s, c->io, req, close, &c->gone);
+        if (rc != -ENOENT)
+            return rc;
+        return respond_error(c, 404, NULL, -32000,
+                             c->admin ? "Not Found: this is the admin listener "
+                                        "(/metrics, /health, /debug/tasks, /debug/locks, "
+                                        "/console)"
+                                      : "Not Found: the endpoint is /mcp",
+                             NULL);
+    }
     if (strcmp(req->path, "/mcp") != 0)
         return respond_error(c, 404, NULL, -32000, "Not Found: the endpoint is /mcp",
                              NULL);
-    if (!authorized(s, req)) {
+    if (!sq_http_authorized(s, req, false)) {
         const char *hdr[1] = {"WWW-Authenticate: Bearer realm=\"squirreld\""};
         static const char body[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":"
                                    "{\"code\":-32000,\"message\":\"Unauthorized\"}}";
@@ -929,6 +1004,7 @@ static int handle(hconn *c, sq_http_request *req, bool *close)
     if (strcmp(req->method, "POST") != 0)
         return respond_plain(c, 405, "Allow: GET, POST, DELETE");
 
+    sq_mon_bytes(s, req->body_len, 0);
     if (!media_is(sq_http_header_get(req, "content-type"), "application/json"))
         return respond_error(c, 415, NULL, -32000,
                              "Unsupported Media Type: Content-Type must be "
@@ -991,9 +1067,9 @@ out:
 
 /* ---------------------------------------------------------- connection */
 
-void sq_serve_http_conn(sq_srv *s, sq_io *io)
+void sq_serve_http_conn(sq_srv *s, sq_io *io, bool admin)
 {
-    hconn c = {.srv = s, .io = io};
+    hconn c = {.srv = s, .io = io, .admin = admin};
     sq_http_limits lim = {
         .max_body_bytes = s->cfg.max_message_bytes,
         .header_timeout = s->cfg.header_timeout,

@@ -83,8 +83,10 @@ int sq_m_set_level(sq_mcp_req *r, json_t **result)
                            "level must be one of debug, info, notice, warning, "
                            "error, critical, alert, emergency",
                            NULL);
-    if (r->sess)
+    if (r->sess) {
         atomic_store(&r->sess->log_level, level);
+        atomic_store(&r->sess->logs_asked, true);
+    }
     *result = json_object();
     return SQ_MCP_OK;
 }
@@ -455,7 +457,7 @@ int sq_m_subscribe(sq_mcp_req *r, json_t **result)
     const char *uri = param_str(r, "uri");
     if (!uri)
         return sq_mcp_fail(r, SQ_RPC_INVALID_PARAMS, "uri must be a string", NULL);
-    sq_mutex_lock(&r->sess->lock);
+    sq_mutex_lock_nocancel(&r->sess->lock);
     json_object_set_new(r->sess->subs, uri, json_true());
     sq_mutex_unlock(&r->sess->lock);
     *result = json_object();
@@ -467,7 +469,7 @@ int sq_m_unsubscribe(sq_mcp_req *r, json_t **result)
     const char *uri = param_str(r, "uri");
     if (!uri)
         return sq_mcp_fail(r, SQ_RPC_INVALID_PARAMS, "uri must be a string", NULL);
-    sq_mutex_lock(&r->sess->lock);
+    sq_mutex_lock_nocancel(&r->sess->lock);
     json_object_del(r->sess->subs, uri);
     sq_mutex_unlock(&r->sess->lock);
     *result = json_object();
@@ -548,7 +550,7 @@ int sq_m_listen(sq_mcp_req *r, json_t **result)
      * after the client reads it is missed. */
     r->listen = true;
     sq_req_no_deadline(r); /* it lasts as long as the client wants */
-    sq_mutex_lock(&r->srv->lock);
+    sq_mutex_lock_nocancel(&r->srv->lock);
     sq__list_push_back(&r->srv->listeners, &l.link);
     sq_mutex_unlock(&r->srv->lock);
     sq_req_emit(r, b.buf, b.len);
@@ -560,7 +562,7 @@ int sq_m_listen(sq_mcp_req *r, json_t **result)
     sq_notify_init(&never);
     while (sq_notify_wait(&never) == 0)
         ;
-    sq_mutex_lock(&r->srv->lock);
+    sq_mutex_lock_nocancel(&r->srv->lock);
     sq__list_remove(&r->srv->listeners, &l.link);
     sq_mutex_unlock(&r->srv->lock);
     json_decref(l.uris);

@@ -32,7 +32,8 @@ int sq_m_tasks_cancel(sq_mcp_req *r, json_t **result);
 bool sq_method_exists(const char *name, int era);
 /* Fails r with the era's "resource not found" (dispatch.c). */
 int sq_not_found(sq_mcp_req *r, const char *what, const char *uri);
-/* {name, title, version}: the server's Implementation object. */
+/* {name, title, version}: the server's Implementation object (a new
+ * reference to one shared by every answer: never modify it). */
 json_t *sq_server_info(sq_srv *s);
 /* The server's capabilities in an era (methods.c). */
 json_t *sq_server_caps(sq_srv *s, int era);

@@ -35,6 +35,12 @@ sq_mcp_req *sq_req_new(sq_srv *s, sq_rpc_msg *m, int era, const char *version,
         json_decref(r->caps); /* the new object's own reference */
     r->log_level = -1;
     r->method = strdup(m->method ? m->method : "");
+    /* The whole message is held, not only its params: jansson frees a
+     * message's members inside its own delete, which is not ordered after
+     * this request's reads on another worker; holding the message makes
+     * the last reference (and the free) this request's or ordered by our
+     * reference counting (sq_proto/jansson.h). */
+    r->msg = json_incref(m->json);
     r->params = m->params && json_is_object(m->params) ? json_incref(m->params)
                                                        : json_object();
     r->id = m->id;
@@ -75,6 +81,7 @@ void sq_req_unref(sq_mcp_req *r)
     json_decref(r->caps);
     json_decref(r->params);
     json_decref(r->progress_token);
+    json_decref(r->msg);
     json_decref(r->inputs);
     json_decref(r->state);
     json_decref(r->err_data);
@@ -167,19 +174,26 @@ void sq_tracker_unref(sq_tracker *t)
 
 int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
 {
-    if (sq_sem_try_acquire(&r->srv->inflight, 1) != 0)
+    if (sq_sem_try_acquire(&r->srv->inflight, 1) != 0) {
+        sq_mon_req_rejected(r->srv);
         return SQ_MCP_ERR_BUSY;
+    }
     if (sq_sem_try_acquire(&t->inflight, 1) != 0) {
         sq_sem_release(&r->srv->inflight, 1);
+        sq_mon_req_rejected(r->srv);
         return SQ_MCP_ERR_BUSY;
     }
     int rc = 0;
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     /* O(n) over at most max_inflight_session requests: ids are checked
-     * for reuse, which the specification forbids while in flight. */
+     * for reuse, which the specification forbids while in flight.  A
+     * request already answered (or cancelled) is no longer in flight for
+     * its client, even if its task has not yet left the list: a client
+     * may reuse the id as soon as it has the answer. */
     SQ__LIST_FOREACH(l, &t->reqs) {
         sq_mcp_req *o = sq__list_entry(l, sq_mcp_req, link);
-        if (o->key && r->key && strcmp(o->key, r->key) == 0) {
+        if (o->key && r->key && strcmp(o->key, r->key) == 0 &&
+            atomic_load_explicit(&o->phase, memory_order_acquire) == SQ_REQ_RUNNING) {
             rc = -EEXIST;
             break;
         }
@@ -197,29 +211,41 @@ int sq_tracker_admit(sq_tracker *t, sq_mcp_req *r)
     return rc;
 }
 
-/* Unlists r and gives its permits back (at its end, or when it becomes a
- * task).  Only r's own task calls it. */
+/* Gives r's in-flight permits back: just before its answer is sent, so
+ * that a client that has the answer may send another request at once
+ * without finding the limit still counting this one.  Only r's own task
+ * calls it. */
+static void tracker_release_permits(sq_mcp_req *r)
+{
+    if (!r->trk || r->permits_given_back)
+        return;
+    r->permits_given_back = true;
+    sq_sem_release(&r->trk->inflight, 1);
+    sq_sem_release(&r->srv->inflight, 1);
+}
+
+/* Unlists r and gives its permits back (at its end, after its answer, or
+ * when it becomes a task).  Only r's own task calls it. */
 static void tracker_leave(sq_mcp_req *r)
 {
     sq_tracker *t = r->trk;
     if (!t || r->trk_left)
         return;
     r->trk_left = true;
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     sq__list_remove(&t->reqs, &r->link);
     bool empty = --t->count == 0;
     sq_mutex_unlock(&t->lock);
     if (empty)
         sq_notify_all(&t->empty);
-    sq_sem_release(&t->inflight, 1);
-    sq_sem_release(&r->srv->inflight, 1);
+    tracker_release_permits(r);
 }
 
 void sq_tracker_cancel(sq_tracker *t, const char *key)
 {
     /* Cancelling only marks and aborts: no wait, so it is done under the
      * list's lock, and the request cannot leave meanwhile. */
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     SQ__LIST_FOREACH(l, &t->reqs) {
         sq_mcp_req *r = sq__list_entry(l, sq_mcp_req, link);
         if (!key || (r->key && strcmp(r->key, key) == 0))
@@ -230,7 +256,7 @@ void sq_tracker_cancel(sq_tracker *t, const char *key)
 
 size_t sq_tracker_count(sq_tracker *t)
 {
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     size_t n = t->count;
     sq_mutex_unlock(&t->lock);
     return n;
@@ -238,7 +264,7 @@ size_t sq_tracker_count(sq_tracker *t)
 
 void sq_tracker_cancel_listens(sq_tracker *t)
 {
-    sq_mutex_lock(&t->lock);
+    sq_mutex_lock_nocancel(&t->lock);
     SQ__LIST_FOREACH(l, &t->reqs) {
         sq_mcp_req *r = sq__list_entry(l, sq_mcp_req, link);
         if (r->listen)
@@ -369,6 +395,16 @@ static void *req_main(void *arg)
         sq_req_error_text(r, &b, SQ_MCP_ERR_DEADLINE,
                           "the request's deadline passed", NULL);
     }
+    /* Counted before the answer goes, so that a client that has its
+     * answer finds it counted (the outcome is the one decided now: a
+     * cancellation that races with the answer is counted as answered). */
+    bool deadline = (sq_cancelled() || late) && sq_now() >= r->deadline;
+    int phase = atomic_load_explicit(&r->phase, memory_order_relaxed);
+    sq_mon_req_end(r, deadline                      ? SQ_OUT_DEADLINE
+                      : phase == SQ_REQ_CANCELLED ? SQ_OUT_CANCELLED
+                      : r->failed                 ? SQ_OUT_ERROR
+                                                  : SQ_OUT_OK);
+    tracker_release_permits(r);
     sq_req_finish(r, b.buf, b.len);
     sq__strbuf_free(&b);
     deadline_remove(r);
@@ -387,11 +423,13 @@ int sq_req_start(sq_mcp_req *r)
     sq_spawn_opts o = {.stack_size = 0, .name = "mcp-request"};
     sq_req_ref(r); /* the task's */
     deadline_add(r);
+    sq_mon_req_begin(r);
     sq__spin_lock(&r->lock);
     int rc = sq_spawn(&r->task, req_main, r, &o);
     r->has_task = rc == 0;
     sq__spin_unlock(&r->lock);
     if (rc) {
+        sq_mon_req_end(r, SQ_OUT_CANCELLED);
         deadline_remove(r);
         sq_req_unref(r);
     }

@@ -2,6 +2,8 @@
  * notifications that go to every session and listener when the registry
  * changes or a resource is updated. */
 #include "methods.h"
+#include "sq_server/cmd.h"
+#include "sq_server/plugins.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +13,31 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "squirrel/check.h"
+
 /* ----------------------------------------------------------- creating */
+
+/* The configuration's `checks`: added to what SQUIRREL_CHECK switched on
+ * (never less: a test run with all,abort keeps it). */
+static int apply_checks(const char *words, char *err, size_t errlen)
+{
+    sq_check_config want, now;
+    if (sq_check_parse(words, &want) != 0) {
+        snprintf(err, errlen, "checks: cannot parse \"%s\" (docs/checks.md)", words);
+        return -EINVAL;
+    }
+    sq_check_get_config(&now);
+    if ((want.findings & ~now.findings) == 0 && (want.abort_on & ~now.abort_on) == 0)
+        return 0;
+    now.findings |= want.findings;
+    now.abort_on |= want.abort_on;
+    if (!now.watchdog_ns)
+        now.watchdog_ns = want.watchdog_ns;
+    int rc = sq_check_configure(&now);
+    if (rc && rc != -ENOTSUP)
+        snprintf(err, errlen, "checks: %s", sq_strerror(rc));
+    return rc == -ENOTSUP ? 0 : rc;
+}
 
 typedef struct token_job {
     const char *path;
@@ -119,16 +145,32 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         sq_srv_destroy(s);
         return rc;
     }
+    for (size_t i = 0; i < s->cfg.nlisten; i++)
+        s->has_admin |= s->cfg.listen[i].kind == SQ_LISTEN_ADMIN;
+    if ((s->cfg.checks && (rc = apply_checks(s->cfg.checks, err, errlen)) != 0) ||
+        (rc = sq_mon_create(s, err, errlen)) != 0) {
+        if (rc == -ENOMEM)
+            snprintf(err, errlen, "out of memory");
+        sq_srv_destroy(s);
+        return rc;
+    }
+    if ((rc = sq_cmds_create(&s->cmds, s, NULL)) != 0) {
+        snprintf(err, errlen, "the command system: %s", sq_strerror(rc));
+        sq_srv_destroy(s);
+        return rc;
+    }
     if (s->cfg.fixtures) {
         if (strcmp(s->cfg.fixtures, "conformance") == 0)
             rc = sq_fixtures_conformance(s);
         else if (strcmp(s->cfg.fixtures, "bench") == 0)
             rc = sq_fixtures_bench(s);
+        else if (strcmp(s->cfg.fixtures, "monitor") == 0)
+            rc = sq_fixtures_monitor(s);
         else
             rc = -EINVAL;
         if (rc) {
             snprintf(err, errlen, "fixtures %s: %s", s->cfg.fixtures,
-                     rc == -EINVAL ? "unknown (conformance or bench)" : sq_strerror(rc));
+                     rc == -EINVAL ? "unknown (conformance, bench or monitor)" : sq_strerror(rc));
             sq_srv_destroy(s);
             return rc;
         }
@@ -139,8 +181,17 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         sq_srv_destroy(s);
         return rc;
     }
+    s->server_info = sq_server_info(s); /* NULL (no memory): made per call */
+    if ((rc = sq_plugins_create(&s->plugins, s)) != 0) {
+        snprintf(err, errlen, "the plugin host: %s", sq_strerror(rc));
+        sq_srv_destroy(s);
+        return rc;
+    }
+    /* A plugin that fails is logged and marked failed; the server runs. */
+    sq_plugins_start(s->plugins, s->cfg.plugins, s->cfg.nplugins);
     sq_spawn_opts o = {.name = "mcp-deadlines"};
-    if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0) {
+    if ((rc = sq_group_spawn(s->tasks, sq_req_reaper_main, s, &o, NULL)) != 0 ||
+        (rc = sq_mon_start(s)) != 0) {
         snprintf(err, errlen, "cannot start: %s", sq_strerror(rc));
         sq_srv_destroy(s);
         return rc;
@@ -173,17 +224,33 @@ typedef struct conn_arg {
     int kind;
 } conn_arg;
 
+static void serve(sq_srv *s, sq_io *io, int kind)
+{
+    if (kind == SQ_LISTEN_HTTP || kind == SQ_LISTEN_ADMIN)
+        sq_serve_http_conn(s, io, kind == SQ_LISTEN_ADMIN);
+    else {
+        sq_serve_stream_conn(s, io, false, NULL);
+        sq_io_close(io);
+    }
+}
+
 static void *conn_main(void *arg)
 {
     conn_arg a = *(conn_arg *)arg;
     free(arg);
-    if (a.kind == SQ_LISTEN_HTTP)
-        sq_serve_http_conn(a.srv, a.io);
-    else {
-        sq_serve_stream_conn(a.srv, a.io, false, NULL);
-        sq_io_close(a.io);
-    }
+    serve(a.srv, a.io, a.kind);
     return NULL;
+}
+
+int sq_srv_serve_conn(sq_srv *s, sq_io *io, int kind)
+{
+    if (kind != SQ_LISTEN_HTTP && kind != SQ_LISTEN_ADMIN && kind != SQ_LISTEN_TCP &&
+        kind != SQ_LISTEN_UNIX) {
+        sq_io_close(io);
+        return -EINVAL;
+    }
+    serve(s, io, kind);
+    return 0;
 }
 
 static void *accept_main(void *arg)
@@ -207,7 +274,9 @@ static void *accept_main(void *arg)
         if (l->kind != SQ_LISTEN_UNIX)
             sq_tcp_nodelay(io, 1);
         conn_arg *a = malloc(sizeof *a);
-        sq_spawn_opts o = {.name = l->kind == SQ_LISTEN_HTTP ? "http-conn" : "mcp-conn"};
+        sq_spawn_opts o = {.name = l->kind == SQ_LISTEN_HTTP    ? "http-conn"
+                                   : l->kind == SQ_LISTEN_ADMIN ? "admin-conn"
+                                                                : "mcp-conn"};
         if (!a) {
             sq_io_close(io);
             continue;
@@ -292,11 +361,12 @@ int sq_srv_listen(sq_srv *s, const sq_srv_endpoint *cfg, char **url)
         sq__strbuf_printf(&b, "unix:%s", cfg->address);
     } else {
         bool v6 = strchr(host, ':') != NULL;
-        sq__strbuf_printf(&b, "%s://%s%s%s:%d%s",
-                          cfg->kind == SQ_LISTEN_HTTP ? "http" : "tcp",
+        bool http = cfg->kind == SQ_LISTEN_HTTP || cfg->kind == SQ_LISTEN_ADMIN;
+        sq__strbuf_printf(&b, "%s://%s%s%s:%d%s", http ? "http" : "tcp",
                           v6 ? "[" : "", host, v6 ? "]" : "",
                           sq_io_local_port(io),
-                          cfg->kind == SQ_LISTEN_HTTP ? "/mcp" : "");
+                          cfg->kind == SQ_LISTEN_HTTP    ? "/mcp"
+                          : cfg->kind == SQ_LISTEN_ADMIN ? "/console" : "");
     }
     sq_spawn_opts o = {.name = "listener"};
     rc = b.failed ? -ENOMEM : sq_group_spawn(s->tasks, accept_main, l, &o, NULL);
@@ -418,7 +488,7 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
     size_t total = (size_t)s->cfg.max_inflight_total;
     while (sq_sem_available(&s->inflight) < total && sq_now() < until) {
         /* Listen streams never end by themselves: they end now. */
-        sq_mutex_lock(&s->lock);
+        sq_mutex_lock_nocancel(&s->lock);
         SQ__LIST_FOREACH(l, &s->listeners) {
             sq_listener *x = sq__list_entry(l, sq_listener, link);
             sq__spin_lock(&x->req->lock);
@@ -429,10 +499,13 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
         sq_mutex_unlock(&s->lock);
         sq_sleep(5 * SQ_MSEC);
     }
+    /* Plugins stop (newest first): calls still in them end or are
+     * aborted at their deadline, then their stop and destroy run. */
+    sq_plugins_shutdown(s->plugins);
     /* Then everything still there is cancelled: sessions end, the
      * listeners and connections stop. */
     for (;;) {
-        sq_mutex_lock(&s->lock);
+        sq_mutex_lock_nocancel(&s->lock);
         struct sq__link *l = s->sessions.head;
         sq_sess *x = l ? sq_sess_ref(sq__list_entry(l, sq_sess, link)) : NULL;
         sq_mutex_unlock(&s->lock);
@@ -458,9 +531,18 @@ void sq_srv_destroy(sq_srv *s)
         return;
     if (s->tasks)
         sq_group_destroy(s->tasks);
+    /* The commands first: the registry's tool entries may still hold
+     * them, and let go of them as it is freed. */
+    sq_plugins_shutdown(s->plugins); /* after a failed create */
+    sq_plugins_destroy(s->plugins);
+    sq_cmds_destroy(s->cmds);
+    /* The registry first: a tool's release may unregister its health
+     * component. */
     sq__registry_free(s->reg);
     sq_ctx_srv_free(s);
+    sq_mon_destroy(s);
     json_decref(s->by_id);
+    json_decref(s->server_info);
     if (s->tasks_by_id)
         sq_tasks_free(s);
     free(s->token);
@@ -478,7 +560,7 @@ void sq_srv_expire_sessions(sq_srv *s)
     /* Collected under the lock (a walk, no wait), ended after it. */
     sq_sess *idle[64];
     int n = 0;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->sessions) {
         sq_sess *x = sq__list_entry(l, sq_sess, link);
         /* HTTP sessions only: a stream connection's session lives as long
@@ -537,7 +619,7 @@ void sq_srv_list_changed(sq_srv *s, int kind)
     sq__strbuf b = SQ__STRBUF_INIT;
     sq_rpc_write_notification(&b, method, NULL);
     /* Pushes never wait: the table's lock is held only for the walk. */
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->sessions) {
         sq_sess *x = sq__list_entry(l, sq_sess, link);
         if (atomic_load(&x->initialized))
@@ -572,10 +654,10 @@ void sq_mcp_resource_updated_meta(sq_srv *s, const char *uri, json_t *meta)
         json_object_set_new(params, "_meta", json_deep_copy(meta));
     sq__strbuf b = SQ__STRBUF_INIT;
     sq_rpc_write_notification(&b, "notifications/resources/updated", params);
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->sessions) {
         sq_sess *x = sq__list_entry(l, sq_sess, link);
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         bool sub = json_object_get(x->subs, uri) != NULL;
         sq_mutex_unlock(&x->lock);
         if (sub)

@@ -17,6 +17,7 @@ sq_sess *sq_sess_new(sq_srv *s, bool http)
     x->http = http;
     atomic_init(&x->log_level, SQ_MCP_INFO);
     atomic_init(&x->last_used, sq_now());
+    x->created = sq_now();
     x->trk = sq_tracker_new(s->cfg.max_inflight_session);
     x->pending = json_object();
     x->subs = json_object();
@@ -91,7 +92,7 @@ void sq_sess_end(sq_sess *x)
     if (atomic_exchange(&x->ended, true))
         return;
     sq_srv *s = x->srv;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     if (x->link.next || x->link.prev || s->sessions.head == &x->link) {
         sq__list_remove(&s->sessions, &x->link);
         s->nsessions--;
@@ -100,7 +101,7 @@ void sq_sess_end(sq_sess *x)
     }
     sq_mutex_unlock(&s->lock);
     sq_tracker_cancel(x->trk, NULL);
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     fail_pending(x->pending);
     sq_outq *q = x->unsolicited;
     x->unsolicited = NULL;
@@ -120,7 +121,7 @@ void sq_sess_deliver(sq_sess *x, sq_rpc_msg *m)
     /* The send happens under the lock: an asker that gives up takes the
      * lock before its slot (on its stack) goes, so no send can reach a
      * slot that is gone.  A oneshot send never waits. */
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     json_t *v = json_object_get(x->pending, key);
     ask_slot *slot = v ? (ask_slot *)(intptr_t)json_integer_value(v) : NULL;
     if (slot) {
@@ -141,7 +142,7 @@ int sq_sess_ask(sq_sess *x, sq_mcp_req *r, const char *method, json_t *params,
     ask_slot slot;
     sq_oneshot_init(&slot.answer);
     char id[48];
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     snprintf(id, sizeof id, "\"squirreld-%llu\"",
              (unsigned long long)++x->next_client_id);
     int rc = json_object_set_new(x->pending, id, json_integer((intptr_t)&slot));
@@ -159,7 +160,7 @@ int sq_sess_ask(sq_sess *x, sq_mcp_req *r, const char *method, json_t *params,
     if (rc != 0) {
         /* Given up: take the slot back (unless a deliverer has it now,
          * in which case its send fails or its value is dropped below). */
-        sq_mutex_lock(&x->lock);
+        sq_mutex_lock_nocancel(&x->lock);
         json_object_del(x->pending, id);
         sq_mutex_unlock(&x->lock);
         sq_oneshot_close_recv(&slot.answer);
@@ -181,7 +182,7 @@ int sq_sess_ask(sq_sess *x, sq_mcp_req *r, const char *method, json_t *params,
 
 void sq_sess_notify(sq_sess *x, const char *text, size_t len)
 {
-    sq_mutex_lock(&x->lock);
+    sq_mutex_lock_nocancel(&x->lock);
     sq_outq *q = x->unsolicited ? sq_outq_ref(x->unsolicited) : NULL;
     sq_mutex_unlock(&x->lock);
     if (!q)

@@ -137,6 +137,7 @@ struct sq_mcp_req {
     int log_level;              /* minimum level sent, -1: none */
     char *method;
     json_t *params;             /* a reference; never NULL (an object) */
+    json_t *msg;                /* the whole message params is part of */
     char *id;                   /* raw id text */
     char *key;                  /* canonical id (for cancellation) */
     json_t *progress_token;     /* a reference, or NULL */
@@ -162,9 +163,17 @@ struct sq_mcp_req {
     bool listen;                /* a subscriptions/listen stream */
     sq_tracker *trk;            /* where it is listed (a reference) */
     bool trk_left;              /* it left trk early (a task) */
+    bool permits_given_back;    /* its in-flight permits (trk_left or
+                                 * just before its answer) */
     struct sq__link link;       /* in trk->reqs */
     struct sq__link dl_link;    /* in the server's deadline wheel */
     int dl_slot;                /* -1: not in the wheel */
+    /* Monitoring (monitor.c): when it started, whether its answer is an
+     * error, and its place in the list of requests in flight. */
+    int64_t started_at;
+    bool failed;                /* answered with a JSON-RPC error */
+    bool mon_listed;
+    struct sq__link mon_link;
     atomic_int refs;
 };
 
@@ -228,6 +237,8 @@ struct sq_sess {
     atomic_bool ended;
     atomic_int log_level;       /* logging/setLevel; default SQ_MCP_INFO */
     atomic_llong last_used;     /* sq_now of the last request */
+    int64_t created;            /* sq_now at initialize */
+    atomic_bool logs_asked;     /* logging/setLevel was called */
     sq_tracker *trk;            /* its requests in flight */
     sq_mutex lock;
     json_t *pending;            /* our requests to the client: id -> slot */
@@ -324,6 +335,7 @@ struct sq_srv {
     atomic_bool stopping;
     atomic_llong requests_total;
     atomic_llong dropped;       /* notifications dropped: queues full */
+    json_t *server_info;        /* serverInfo (sq_server_info), shared */
     char *token;                /* bearer token, or NULL */
     size_t token_len;
     /* Requests' deadlines: a wheel of one-second slots, swept by the
@@ -336,6 +348,14 @@ struct sq_srv {
     json_t *tasks_by_id;
     /* The context manager's tools and resources (ctx/), or NULL. */
     struct ctx_tools *ctx;
+    /* Monitoring: metrics, health, alerts, history (monitor.c). */
+    struct sq_mon *mon;
+    bool has_admin;             /* an admin listener is configured: the
+                                 * monitoring endpoints are there only */
+    /* Components: the command system (cmd/) and the plugin host
+     * (plugin/), made by sq_srv_create. */
+    struct sq_cmds *cmds;
+    struct sq_plugins *plugins;
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64
@@ -379,7 +399,7 @@ void sq_srv_list_changed(sq_srv *s, int kind);
 /* The task body of a stream connection (stream.c) and HTTP connection
  * (http.c); they own io. */
 void sq_serve_stream_conn(sq_srv *s, sq_io *io, bool is_stdio, sq_io *out_io);
-void sq_serve_http_conn(sq_srv *s, sq_io *io);
+void sq_serve_http_conn(sq_srv *s, sq_io *io, bool admin);
 
 
 /* Modern era: classification and envelope (era.c). */
@@ -399,8 +419,13 @@ char *sq_mrtr_seal(sq_srv *s, const char *method, const char *name,
 int sq_mrtr_open(sq_srv *s, const char *method, const char *name,
                  const char *sealed, json_t **state);
 
+/* A duration "<n>ms|s|m|h" (config.c): 0 or -EINVAL. */
+int sq_srv_parse_duration(const char *s, int64_t *out);
+
 /* Builds the response text of a request with a JSON-RPC error. */
 void sq_req_error_text(sq_mcp_req *r, sq__strbuf *b, int code,
                        const char *message, json_t *data);
+
+#include "mon.h"
 
 #endif

@@ -160,7 +160,7 @@ static void initialize(sconn *c, sq_rpc_msg *m, sq_batch *batch)
     x->client_info = json_incref(info);
     x->unsolicited = sq_outq_ref(c->q);
     sq_srv *s = c->srv;
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     sq__list_push_back(&s->sessions, &x->link);
     s->nsessions++;
     sq_sess_ref(x); /* the server table's */
@@ -260,7 +260,7 @@ static void request(sconn *c, sq_rpc_msg *m, sq_batch *batch)
                    : rc == -EEXIST       ? SQ_RPC_INVALID_REQUEST
                                          : SQ_MCP_ERR_SHUTDOWN;
         if (r->trk) { /* admitted, then the spawn failed: leave */
-            sq_mutex_lock(&trk->lock);
+            sq_mutex_lock_nocancel(&trk->lock);
             sq__list_remove(&trk->reqs, &r->link);
             trk->count--;
             sq_mutex_unlock(&trk->lock);

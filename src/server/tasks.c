@@ -118,10 +118,10 @@ static json_t *detailed(const sq_taskrec *t)
 static void announce(sq_taskrec *t)
 {
     sq_srv *s = t->srv;
-    sq_mutex_lock(&s->task_lock);
+    sq_mutex_lock_nocancel(&s->task_lock);
     json_t *body = detailed(t);
     sq_mutex_unlock(&s->task_lock);
-    sq_mutex_lock(&s->lock);
+    sq_mutex_lock_nocancel(&s->lock);
     SQ__LIST_FOREACH(l, &s->listeners) {
         sq_listener *x = sq__list_entry(l, sq_listener, link);
         if (x->task_ids && json_object_get(x->task_ids, t->id)) {
@@ -167,7 +167,7 @@ int sq_mcp_task_start(sq_mcp_req *r)
     sq_notify_init(&t->resume);
     atomic_init(&t->refs, 1);
     /* Durable first: the task is findable before its id is sent. */
-    sq_mutex_lock(&s->task_lock);
+    sq_mutex_lock_nocancel(&s->task_lock);
     json_object_set_new(s->tasks_by_id, t->id, json_integer((intptr_t)t));
     json_t *create = task_json(t);
     sq_mutex_unlock(&s->task_lock);
@@ -189,7 +189,7 @@ void sq_task_settle(sq_mcp_req *r, int rc, json_t *result)
 {
     sq_taskrec *t = r->taskrec;
     sq_srv *s = r->srv;
-    sq_mutex_lock(&s->task_lock);
+    sq_mutex_lock_nocancel(&s->task_lock);
     if (!terminal(t->status)) {
         if (t->cancel || (sq_cancelled() && rc != SQ_MCP_OK)) {
             t->status = T_CANCELLED;
@@ -221,7 +221,7 @@ int sq_task_wait_input(sq_mcp_req *r, json_t *ask)
 {
     sq_taskrec *t = r->taskrec;
     sq_srv *s = r->srv;
-    sq_mutex_lock(&s->task_lock);
+    sq_mutex_lock_nocancel(&s->task_lock);
     json_decref(t->inputs);
     t->inputs = json_incref(json_object_get(ask, "inputRequests"));
     json_decref(t->answers);
@@ -231,7 +231,7 @@ int sq_task_wait_input(sq_mcp_req *r, json_t *ask)
     sq_mutex_unlock(&s->task_lock);
     announce(t);
     for (;;) {
-        sq_mutex_lock(&s->task_lock);
+        sq_mutex_lock_nocancel(&s->task_lock);
         bool all = json_object_size(t->answers) == json_object_size(t->inputs);
         bool cancel = t->cancel;
         json_t *answers = all ? json_incref(t->answers) : NULL;
@@ -274,7 +274,7 @@ static sq_taskrec *find(sq_mcp_req *r, int *rc)
     sq_srv *s = r->srv;
     sq_taskrec *t = NULL;
     if (id) {
-        sq_mutex_lock(&s->task_lock);
+        sq_mutex_lock_nocancel(&s->task_lock);
         json_t *v = json_object_get(s->tasks_by_id, id);
         t = v ? rec_ref((sq_taskrec *)(intptr_t)json_integer_value(v)) : NULL;
         sq_mutex_unlock(&s->task_lock);
@@ -290,7 +290,7 @@ int sq_m_tasks_get(sq_mcp_req *r, json_t **result)
     sq_taskrec *t = find(r, &rc);
     if (!t)
         return rc;
-    sq_mutex_lock(&r->srv->task_lock);
+    sq_mutex_lock_nocancel(&r->srv->task_lock);
     *result = detailed(t);
     sq_mutex_unlock(&r->srv->task_lock);
     rec_unref(t);
@@ -308,7 +308,7 @@ int sq_m_tasks_update(sq_mcp_req *r, json_t **result)
     if (!t)
         return rc;
     bool wake = false;
-    sq_mutex_lock(&r->srv->task_lock);
+    sq_mutex_lock_nocancel(&r->srv->task_lock);
     if (t->status == T_INPUT) {
         /* Only answers to requests outstanding now count; others (old,
          * unknown, already answered) are ignored. */
@@ -334,7 +334,7 @@ int sq_m_tasks_cancel(sq_mcp_req *r, json_t **result)
     sq_taskrec *t = find(r, &rc);
     if (!t)
         return rc;
-    sq_mutex_lock(&r->srv->task_lock);
+    sq_mutex_lock_nocancel(&r->srv->task_lock);
     bool running = !terminal(t->status);
     if (running)
         t->cancel = true;
@@ -362,7 +362,7 @@ void sq_tasks_expire(sq_srv *s)
     int64_t now = sq_now();
     sq_taskrec *gone[64];
     int n = 0;
-    sq_mutex_lock(&s->task_lock);
+    sq_mutex_lock_nocancel(&s->task_lock);
     const char *k;
     json_t *v;
     void *tmp;
@@ -378,7 +378,7 @@ void sq_tasks_expire(sq_srv *s)
     sq_mutex_unlock(&s->task_lock);
     for (int i = 0; i < n; i++) {
         sq_taskrec *t = gone[i];
-        sq_mutex_lock(&s->task_lock);
+        sq_mutex_lock_nocancel(&s->task_lock);
         sq_mcp_req *req = t->req ? sq_req_ref(t->req) : NULL;
         sq_mutex_unlock(&s->task_lock);
         if (req) {

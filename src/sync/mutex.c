@@ -60,22 +60,66 @@ static SQ__NOINLINE int lock_checked(const sq__check_hooks *ck, sq_mutex *m,
     return rc;
 }
 
-int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site)
+/* Anything but the bare CAS: a deterministic runtime's scheduling point,
+ * the checks' hooks, or the wait.  Not inlined, so that the fast paths
+ * below only tail-call it and need no stack frame of their own (about a
+ * nanosecond of an uncontended lock and unlock). */
+static SQ__NOINLINE int lock_slow(sq_mutex *m, int64_t deadline,
+                                  const char *site, bool tried)
 {
-    if (deadline < 0)
-        return -EINVAL;
     sq__sched_point();
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck))
         return lock_checked(ck, m, deadline, site, false);
-    if (SQ__LIKELY(try_fast(m)))
+    if (!tried && try_fast(m))
         return 0;
     return sq__sem_acquire_as(&m->_sem, 1, deadline, true, SQ__WAIT_MUTEX);
 }
 
+/* True while lock calls must do more than their CAS: some deterministic
+ * runtime exists, or the checks are on. */
+static inline bool hooks_on(void)
+{
+    return atomic_load_explicit(&sq__det_runtimes, memory_order_relaxed) ||
+           SQ__CHECKS();
+}
+
+int sq_mutex_lock_until_at(sq_mutex *m, int64_t deadline, const char *site)
+{
+    if (deadline < 0)
+        return -EINVAL;
+    if (SQ__LIKELY(!hooks_on())) {
+        if (SQ__LIKELY(try_fast(m)))
+            return 0;
+        return lock_slow(m, deadline, site, true);
+    }
+    return lock_slow(m, deadline, site, false);
+}
+
 int sq_mutex_lock_at(sq_mutex *m, const char *site)
 {
-    return sq_mutex_lock_until_at(m, SQ_FOREVER, site);
+    if (SQ__LIKELY(!hooks_on())) {
+        if (SQ__LIKELY(try_fast(m)))
+            return 0;
+        return lock_slow(m, SQ_FOREVER, site, true);
+    }
+    return lock_slow(m, SQ_FOREVER, site, false);
+}
+
+/* Masking is one counter of the calling task; outside a task there is no
+ * cancellation to mask and the lock cannot be cancelled anyway. */
+int sq_mutex_lock_nocancel_at(sq_mutex *m, const char *site)
+{
+    bool masked = sq_cancel_mask() == 0;
+    int rc = sq_mutex_lock_at(m, site);
+    if (masked)
+        sq_cancel_unmask();
+    return rc;
+}
+
+int(sq_mutex_lock_nocancel)(sq_mutex *m)
+{
+    return sq_mutex_lock_nocancel_at(m, NULL);
 }
 
 int(sq_mutex_lock)(sq_mutex *m)
@@ -102,7 +146,7 @@ int(sq_mutex_try_lock)(sq_mutex *m)
     return sq_mutex_try_lock_at(m, NULL);
 }
 
-int sq_mutex_unlock(sq_mutex *m)
+static SQ__NOINLINE int unlock_slow(sq_mutex *m)
 {
     const sq__check_hooks *ck = SQ__CHECKS();
     if (SQ__UNLIKELY(ck) &&
@@ -121,4 +165,16 @@ int sq_mutex_unlock(sq_mutex *m)
     int rc = sq__sem_release_lock(&m->_sem, 1, 1, -EPERM);
     sq__sched_point();
     return rc;
+}
+
+int sq_mutex_unlock(sq_mutex *m)
+{
+    if (SQ__LIKELY(!hooks_on())) {
+        uint64_t expect = HELD;
+        if (SQ__LIKELY(atomic_compare_exchange_strong_explicit(
+                &m->_sem._state, &expect, FREE, memory_order_release,
+                memory_order_relaxed)))
+            return 0;
+    }
+    return unlock_slow(m);
 }

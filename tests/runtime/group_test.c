@@ -12,25 +12,43 @@ static void *sleep_then_return(void *arg)
     return rc == 0 ? arg : (void *)-1;
 }
 
+/* A member that finishes when the test lets it: the test, not the clock,
+ * decides the completion order. */
+typedef struct gated {
+    atomic_int go;
+    intptr_t value;
+} gated;
+
+static void *finish_when_let(void *arg)
+{
+    gated *m = arg;
+    while (!atomic_load(&m->go))
+        sq_yield();
+    return (void *)m->value;
+}
+
 static void *completion_order(void *arg)
 {
     (void)arg;
     sq_group *g;
     CHECK_EQ(sq_group_create(&g), 0);
-    intptr_t delays[] = {90, 10, 50}; /* far apart: sanitizers are slow */
+    gated m[3] = {{.value = 90}, {.value = 10}, {.value = 50}};
     uint64_t ids[3];
     for (int i = 0; i < 3; i++)
-        CHECK_EQ(sq_group_spawn(g, sleep_then_return, (void *)delays[i], NULL,
-                                &ids[i]), 0);
+        CHECK_EQ(sq_group_spawn(g, finish_when_let, &m[i], NULL, &ids[i]), 0);
     CHECK_EQ(sq_group_size(g), 3);
-    intptr_t expect[] = {10, 50, 90};
-    uint64_t expect_id[] = {ids[1], ids[2], ids[0]};
-    for (int i = 0; i < 3; i++) {
+    /* Let go one at a time, in an order unlike the spawn order: next
+     * waits for the one let go and returns it, never the first spawned. */
+    int order[] = {1, 2, 0};
+    for (int k = 0; k < 3; k++) {
+        int i = order[k];
+        atomic_store(&m[i].go, 1);
         uint64_t id;
         void *r;
         CHECK_EQ(sq_group_next(g, &id, &r), 0);
-        CHECK_EQ((intptr_t)r, expect[i]);
-        CHECK_EQ(id, expect_id[i]);
+        CHECK_EQ((intptr_t)r, m[i].value);
+        CHECK_EQ(id, ids[i]);
+        CHECK_EQ(sq_group_size(g), (size_t)(2 - k));
     }
     CHECK_EQ(sq_group_next(g, NULL, NULL), -ENOENT);
     CHECK_EQ(sq_group_size(g), 0);

@@ -118,20 +118,25 @@ static void *spin_until_flag(void *arg)
     return NULL;
 }
 
+/* Lets the other worker go to sleep (the interesting case for the tests
+ * below; the wait ends after a second either way). */
+static void let_a_worker_park(void)
+{
+    sq_runtime_stats st;
+    sq_runtime_stats_get(NULL, &st);
+    uint64_t parks = st.parks;
+    int64_t limit = sq_now() + SQ_SEC;
+    while (st.parks == parks && sq_now() < limit) {
+        sq_sleep(20 * SQ_USEC);
+        sq_runtime_stats_get(NULL, &st);
+    }
+}
+
 static void *strand_root(void *arg)
 {
     (void)arg;
     for (int round = 0; round < 20; round++) {
-        /* Let the other worker go to sleep first (the interesting case;
-         * the wait ends either way). */
-        sq_runtime_stats st;
-        sq_runtime_stats_get(NULL, &st);
-        uint64_t parks = st.parks;
-        int64_t limit = sq_now() + SQ_SEC;
-        while (st.parks == parks && sq_now() < limit) {
-            sq_sleep(20 * SQ_USEC);
-            sq_runtime_stats_get(NULL, &st);
-        }
+        let_a_worker_park();
         /* The first yield runs the new task on this worker (spawned tasks
          * run next) and queues root behind it: only another worker can
          * run root now. */
@@ -216,4 +221,200 @@ TEST(spawns_from_many_plain_threads_each_run_once)
         sq_sleep(SQ_MSEC);
     sq_runtime_destroy(rt);
     CHECK_EQ(atomic_load(&hits), 20000);
+}
+
+/* Held work is not lost behind a task that computes without switching:
+ * the LIFO slot (a task woken by the running one), tasks queued by a
+ * hand-off, and the spawn buffer (tasks spawned by the running one) are
+ * taken by the other worker once their worker stops switching.  Without
+ * membarrier (old kernels, emulators) the LIFO slot and the spawn buffer
+ * are not stolen, so those cases are skipped there. */
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "squirrel/sync.h"
+
+static bool membarrier_expedited(void)
+{
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    return r > 0 && (r & MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+}
+
+typedef struct held_case {
+    sq_sem gate[2];       /* 0 permits: one sleeper queues on each */
+    atomic_int ran;       /* sleepers / children that have run */
+    atomic_int computing; /* the root is in its loop that never switches */
+} held_case;
+
+typedef struct sleeper_arg {
+    held_case *c;
+    int gate;
+} sleeper_arg;
+
+static void *gate_sleeper(void *arg)
+{
+    sleeper_arg *a = arg;
+    /* sq_sem_close wakes the queue with -ESHUTDOWN, as a hand-off to each
+     * waiter, from the closing task, without the yield a release does. */
+    CHECK_EQ(sq_sem_acquire(&a->c->gate[a->gate], 1), -ESHUTDOWN);
+    CHECK(atomic_load(&a->c->computing));
+    atomic_fetch_add(&a->c->ran, 1);
+    return NULL;
+}
+
+/* The releaser's yield ("hand-off, then run"): a task that releases a
+ * semaphore to a waiter yields to it, and keeps the hand-off mark of its
+ * own last wake-up.  If the task it woke then computes until the releaser
+ * goes on, another worker must run the releaser, even one that was
+ * asleep: thieves leave a hand-off's task alone only while its worker
+ * keeps switching.  (Needs no membarrier: the releaser is in the FIFO
+ * ring, not the LIFO slot.) */
+typedef struct relay {
+    sq_sem s, g;
+    strand st;
+} relay;
+
+static void *sem_spinner(void *arg)
+{
+    relay *r = arg;
+    CHECK_EQ(sq_sem_acquire(&r->s, 1), 0);
+    spin_until_flag(&r->st);
+    CHECK_EQ(sq_sem_release(&r->s, 1), 0);
+    return NULL;
+}
+
+static void *g_releaser(void *arg)
+{
+    relay *r = arg;
+    CHECK_EQ(sq_sem_release(&r->g, 1), 0);
+    return NULL;
+}
+
+static void *relay_root(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        relay r = {.st = {.started = 0}};
+        CHECK_EQ(sq_sem_init(&r.s, 1), 0);
+        CHECK_EQ(sq_sem_init(&r.g, 0), 0);
+        CHECK_EQ(sq_sem_acquire(&r.s, 1), 0);
+        sq_task spinner, releaser;
+        CHECK_EQ(sq_spawn(&spinner, sem_spinner, &r, NULL), 0);
+        WAIT_UNTIL(sq_sem_destroy(&r.s) == -EBUSY); /* it waits on s */
+        let_a_worker_park();
+        /* Woken by a hand-off: root now carries the mark. */
+        CHECK_EQ(sq_spawn(&releaser, g_releaser, &r, NULL), 0);
+        CHECK_EQ(sq_sem_acquire(&r.g, 1), 0);
+        /* The spinner gets the permit and runs next on this worker;
+         * root is queued behind it, marked. */
+        CHECK_EQ(sq_sem_release(&r.s, 1), 0);
+        atomic_store(&r.st.flag, 1);
+        CHECK_EQ(sq_join(spinner, NULL), 0);
+        CHECK_EQ(sq_join(releaser, NULL), 0);
+        CHECK_EQ(atomic_load(&r.st.gave_up), 0);
+        CHECK_EQ(sq_sem_destroy(&r.s), 0);
+        CHECK_EQ(sq_sem_destroy(&r.g), 0);
+    }
+    return NULL;
+}
+
+TEST(a_releaser_is_not_stranded_behind_the_task_it_handed_off_to)
+{
+    sq_test_run(2, relay_root, NULL);
+}
+
+static void *child(void *arg)
+{
+    held_case *c = arg;
+    /* Ran while the spawner was still computing, so on the other worker. */
+    CHECK(atomic_load(&c->computing));
+    atomic_fetch_add(&c->ran, 1);
+    return NULL;
+}
+
+/* Computes, never switching, until `want` tasks have run or 20 s pass. */
+static void compute_until(held_case *c, int want)
+{
+    volatile uint64_t x = 1;
+    int64_t deadline = sq_now() + 20 * SQ_SEC;
+    while (atomic_load(&c->ran) < want && sq_now() < deadline)
+        for (int i = 0; i < 1000; i++)
+            x = x * 6364136223846793005ull + 1;
+    atomic_store(&c->computing, 0);
+}
+
+static void *woken_root(void *arg)
+{
+    int sleepers = (int)(intptr_t)arg;
+    held_case c = {.ran = 0, .computing = 1};
+    sleeper_arg a[2];
+    sq_task t[2];
+    for (int i = 0; i < sleepers; i++) {
+        CHECK_EQ(sq_sem_init(&c.gate[i], 0), 0);
+        a[i] = (sleeper_arg){.c = &c, .gate = i};
+        CHECK_EQ(sq_spawn(&t[i], gate_sleeper, &a[i], NULL), 0);
+        /* (A sleeper queued but not yet parked when its gate closes is
+         * not woken into this worker's LIFO slot: the round then proves
+         * less, but still holds.) */
+        WAIT_UNTIL(sq_sem_destroy(&c.gate[i]) == -EBUSY);
+    }
+    /* Each wake-up goes to this worker's LIFO slot; the second pushes the
+     * first into the deque, marked as a hand-off. */
+    for (int i = 0; i < sleepers; i++)
+        sq_sem_close(&c.gate[i]);
+    compute_until(&c, sleepers);
+    CHECK_EQ(atomic_load(&c.ran), sleepers);
+    for (int i = 0; i < sleepers; i++)
+        CHECK_EQ(sq_join(t[i], NULL), 0);
+    return NULL;
+}
+
+TEST(a_task_woken_by_a_computing_task_runs_on_the_other_worker)
+{
+    if (!membarrier_expedited()) {
+        printf("(skipped: no expedited membarrier)\n");
+        return;
+    }
+    for (int round = 0; round < 5; round++)
+        sq_test_run(2, woken_root, (void *)(intptr_t)1);
+}
+
+TEST(tasks_handed_off_by_a_computing_task_run_on_the_other_worker)
+{
+    /* Two sleepers: the first is pushed out of the LIFO slot into the
+     * deque by the second, marked as a hand-off; both must run. */
+    if (!membarrier_expedited()) {
+        printf("(skipped: no expedited membarrier)\n");
+        return;
+    }
+    for (int round = 0; round < 5; round++)
+        sq_test_run(2, woken_root, (void *)(intptr_t)2);
+}
+
+static void *spawning_root(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    held_case c = {.ran = 0, .computing = 1};
+    sq_task t[40];
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(sq_spawn(&t[i], child, &c, NULL), 0);
+    compute_until(&c, n);
+    CHECK_EQ(atomic_load(&c.ran), n);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(sq_join(t[i], NULL), 0);
+    return NULL;
+}
+
+TEST(tasks_spawned_by_a_computing_task_run_on_the_other_worker)
+{
+    if (!membarrier_expedited()) {
+        printf("(skipped: no expedited membarrier)\n");
+        return;
+    }
+    /* 1 and 5 stay in the spawn buffer; 40 overflow it into the deque. */
+    int counts[] = {1, 5, 40};
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < 3; k++)
+            sq_test_run(2, spawning_root, (void *)(intptr_t)counts[k]);
 }

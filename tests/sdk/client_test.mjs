@@ -27,7 +27,7 @@ async function behaviours(client, transport) {
     // list
     const { tools } = await client.listTools();
     const names = tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['echo', 'echo_validated', 'sleep'], `${transport}: tools`);
+    assert.deepEqual(names, ['echo', 'echo_validated', 'help', 'history', 'sleep', 'status'], `${transport}: tools`);
     assert.equal(tools.find((t) => t.name === 'echo').inputSchema.type, 'object');
 
     // call
@@ -49,14 +49,21 @@ async function behaviours(client, transport) {
     const answers = await Promise.all(calls);
     answers.forEach((a, i) => assert.equal(text(a), `call ${i}`, `${transport}: concurrent ${i}`));
 
-    // progress: a sleep in 5 steps reports 5 progress notifications, rising
+    // progress: a sleep in 5 steps reports 0, 1, 2, 3, 4 of 5.  The SDK
+    // hands notifications to their handlers a microtask later but removes
+    // a request's progress handler as soon as its response is read, so
+    // reports that reach it in the same read as the response (a loaded
+    // machine delays the client that long) are dropped by the SDK itself;
+    // the parts are 150 ms apart to make that rare, and what arrives must
+    // be the reports in order from the first.  The exact notifications are
+    // asserted by tests/server/srv_progress_test.c.
     const seen = [];
-    const slept = await client.callTool({ name: 'sleep', arguments: { ms: 50, steps: 5 } },
+    const slept = await client.callTool({ name: 'sleep', arguments: { ms: 750, steps: 5 } },
         undefined, { onprogress: (p) => seen.push(p) });
-    assert.equal(text(slept), 'slept 50 ms', `${transport}: sleep`);
-    assert.equal(seen.length, 5, `${transport}: progress count ${JSON.stringify(seen)}`);
+    assert.equal(text(slept), 'slept 750 ms', `${transport}: sleep`);
+    assert.ok(seen.length >= 1 && seen.length <= 5, `${transport}: progress count ${JSON.stringify(seen)}`);
     seen.forEach((p, i) => {
-        assert.equal(p.progress, i);
+        assert.equal(p.progress, i, `${transport}: progress ${JSON.stringify(seen)}`);
         assert.equal(p.total, 5);
     });
 

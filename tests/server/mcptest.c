@@ -253,6 +253,8 @@ mt_server *mt_start_with(const sq_srv_config *c)
             m->http_port = port_of(url);
         else if (c->listen[i].kind == SQ_LISTEN_TCP)
             m->tcp_port = port_of(url);
+        else if (c->listen[i].kind == SQ_LISTEN_ADMIN)
+            m->admin_port = port_of(url);
         else
             snprintf(m->unix_path, sizeof m->unix_path, "%s", c->listen[i].address);
         free(url);
@@ -521,9 +523,14 @@ static int on_complete(llhttp_t *p)
 
 mt_http *mt_http_open(mt_server *m)
 {
+    return mt_http_at(m->http_port);
+}
+
+mt_http *mt_http_at(int port)
+{
     mt_http *h = calloc(1, sizeof *h);
-    h->port = m->http_port;
-    CHECK_EQ(sq_tcp_connect(&h->io, "127.0.0.1", m->http_port), 0);
+    h->port = port;
+    CHECK_EQ(sq_tcp_connect(&h->io, "127.0.0.1", port), 0);
     sq_tcp_nodelay(h->io, 1);
     llhttp_settings_init(&h->settings);
     h->settings.on_message_begin = on_begin;
@@ -844,7 +851,12 @@ char *mt_http_answer(mt_http *h, mt_resp *r)
 
 char *mt_post1(mt_server *m, const char *headers, const char *body, int *status)
 {
-    mt_http *h = mt_http_open(m);
+    return mt_post_at(m->http_port, headers, body, status);
+}
+
+char *mt_post_at(int port, const char *headers, const char *body, int *status)
+{
+    mt_http *h = mt_http_at(port);
     mt_http_post(h, headers, body);
     mt_resp *r = mt_http_next(h);
     if (status)

@@ -89,6 +89,7 @@ char *mt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 typedef struct mt_server {
     sq_srv *srv;
     int http_port, tcp_port;
+    int admin_port;          /* an SQ_LISTEN_ADMIN listener's, or 0 */
     char unix_path[108];
     /* The `gate` tool: each call takes one permit of `gate` (waiting for
      * it), counting entries, cancellations and passes. */
@@ -170,6 +171,8 @@ typedef struct mt_http {
 } mt_http;
 
 mt_http *mt_http_open(mt_server *m);
+/* The same to any HTTP port of 127.0.0.1 (a squirreld child's). */
+mt_http *mt_http_at(int port);
 void mt_http_close(mt_http *h);
 /* Writes bytes as they are. */
 void mt_http_raw(mt_http *h, const char *bytes, size_t n);
@@ -216,6 +219,7 @@ char *mt_http_answer(mt_http *h, mt_resp *r);
 /* POSTs body on a new connection and returns the answer's last message
  * (malloc'ed); *status gets the status (may be NULL). */
 char *mt_post1(mt_server *m, const char *headers, const char *body, int *status);
+char *mt_post_at(int port, const char *headers, const char *body, int *status);
 
 /* A legacy session made by initialize at `version` (and then
  * notifications/initialized): its Mcp-Session-Id (malloc'ed). */

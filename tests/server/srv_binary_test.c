@@ -266,7 +266,7 @@ MT_TEST(bad_flags_exit_2_with_a_message)
     static const char *const bad_port[] = {"--tcp", "127.0.0.1:99999", NULL};
     exits_2_saying(bad_port, "squirreld: --tcp: bad address '127.0.0.1:99999'");
     static const char *const fixtures[] = {"--fixtures", "nope", NULL};
-    exits_2_saying(fixtures, "squirreld: unknown fixtures 'nope' (conformance or bench)");
+    exits_2_saying(fixtures, "squirreld: unknown fixtures 'nope' (conformance, bench or monitor)");
     static const char *const level[] = {"--log-level", "loud", NULL};
     exits_2_saying(level, "squirreld: unknown log level 'loud'");
     static const char *const config[] = {"--config", "/nonexistent/squirreld.json", NULL};

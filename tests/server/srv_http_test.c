@@ -633,3 +633,24 @@ MT_TEST(wrong_method_path_and_media_types_are_refused)
     mt_http_close(h);
     mt_stop(m);
 }
+
+/* A request that says Connection: close is answered before the close (the
+ * reader must not take the end of requests for the peer gone, which would
+ * cancel a 2026-07-28 request before its answer). */
+MT_TEST(connection_close_requests_are_answered)
+{
+    mt_server *m = mt_start();
+    char *hdr = mt_modern_headers("tools/call", "echo");
+    char *h2 = mt_fmt("%sConnection: close\r\n", hdr);
+    int st;
+    char *got = mt_post1(m, h2,
+                         "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":"
+                         "{\"name\":\"echo\",\"arguments\":{\"text\":\"bye\"}," MT_META "}}",
+                         &st);
+    CHECK_EQ(st, 200);
+    CHECK(got && strstr(got, "\"text\":\"bye\""));
+    free(got);
+    free(h2);
+    free(hdr);
+    mt_stop(m);
+}

@@ -128,6 +128,35 @@ MT_TEST(id_echoed_exactly_on_unix_socket)
     mt_stop(m);
 }
 
+/* An id may be used again as soon as its answer has come, even before
+ * the request's task has left the server's books: many times in a row,
+ * never "in flight already". */
+static void reuse_at_once(mt_conn *c, bool modern)
+{
+    if (!modern)
+        mt_init(c, "2025-11-25");
+    char *req = echo_request("7", modern), *want = echo_answer("7", modern);
+    for (int i = 0; i < 500; i++) {
+        mt_line(c, "%s", req);
+        char *got = mt_next(c);
+        CHECK_JSON(got, want);
+        free(got);
+    }
+    free(req);
+    free(want);
+}
+
+MT_TEST(id_reused_as_soon_as_answered)
+{
+    mt_server *m = mt_start();
+    for (int modern = 0; modern < 2; modern++) {
+        mt_conn *c = mt_tcp(m);
+        reuse_at_once(c, modern);
+        mt_close(c);
+    }
+    mt_stop(m);
+}
+
 /* POSTs body and checks the one answer: status, JSON and raw id. */
 static void post_expect(mt_server *m, const char *headers, const char *body,
                         int status, const char *want, const char *id)

@@ -38,6 +38,32 @@ static void two_per_client(sq_srv_config *c)
     c->max_inflight_session = 2;
 }
 
+/* A client that keeps exactly the limit in flight, sending the next
+ * request as each answer comes, is never refused: a request's permit is
+ * back before its answer goes. */
+MT_TEST(a_client_at_its_limit_may_send_as_each_answer_comes)
+{
+    mt_server *m = start(two_per_client);
+    mt_conn *c = mt_tcp(m);
+    mt_init(c, "2025-11-25");
+    int sent = 0;
+    for (; sent < 2; sent++)
+        mt_line(c, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":"
+                   "{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}", sent);
+    for (int got = 0; got < 2000; got++) {
+        char *a = mt_next(c);
+        CHECK(a && strstr(a, "\"result\"") && !strstr(a, "-31001"));
+        free(a);
+        if (sent < 2000) {
+            mt_line(c, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":"
+                       "{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}", sent);
+            sent++;
+        }
+    }
+    mt_close(c);
+    mt_stop(m);
+}
+
 /* Two gate calls hold both permits of the client; a third request is
  * refused at once (the gates are still closed); once they pass, both
  * permits are usable again. */

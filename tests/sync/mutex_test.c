@@ -215,6 +215,60 @@ TEST(aborted_waiter_returns_ecanceled_without_the_lock)
     sq_test_run(2, cancel_root, NULL);
 }
 
+/* sq_mutex_lock_nocancel: an aborted waiter still waits its turn and gets
+ * the lock; the cancellation stays pending for its next cancellation
+ * point.  The abort lands before or during the wait, by the iteration. */
+typedef struct nocancel_arg {
+    sq_mutex *m;
+    atomic_int started, inside;
+} nocancel_arg;
+
+static void *lock_nocancel_task(void *arg)
+{
+    nocancel_arg *a = arg;
+    atomic_store(&a->started, 1);
+    if (sq_mutex_lock_nocancel(a->m) != 0)
+        return (void *)(intptr_t)-1;
+    atomic_store(&a->inside, 1);
+    CHECK_EQ(sq_mutex_unlock(a->m), 0);
+    /* The abort is still pending: the next cancellation point reports it. */
+    return (void *)(intptr_t)sq_sleep(SQ_SEC);
+}
+
+static void *nocancel_root(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 200; i++) {
+        sq_mutex m;
+        sq_mutex_init(&m);
+        sq_mutex_allow_hold_across_waits(&m);
+        CHECK_EQ(sq_mutex_lock(&m), 0);
+        nocancel_arg a = {.m = &m};
+        sq_task t;
+        CHECK_EQ(sq_spawn(&t, lock_nocancel_task, &a, &small), 0);
+        while (!atomic_load(&a.started))
+            sq_yield();
+        for (int y = 0; y < i % 4; y++)
+            sq_yield(); /* sometimes queued on m before the abort */
+        CHECK_EQ(sq_abort(t), 0);
+        for (int y = 0; y < 4; y++)
+            sq_yield();
+        CHECK_EQ(atomic_load(&a.inside), 0); /* m is still ours */
+        CHECK_EQ(sq_mutex_unlock(&m), 0);
+        void *r;
+        CHECK_EQ(sq_join(t, &r), -ECANCELED);
+        CHECK_EQ(atomic_load(&a.inside), 1);
+        CHECK_EQ((intptr_t)r, -ECANCELED);
+        CHECK_EQ(sq_mutex_destroy(&m), 0);
+    }
+    return NULL;
+}
+
+TEST(nocancel_lock_is_taken_by_an_aborted_waiter)
+{
+    sq_test_run(2, nocancel_root, NULL);
+}
+
 /* A mutex that lives on a waiter's stack: the unlocker hands it over and
  * the new owner may discard it at once (the unlock has finished with it). */
 typedef struct stack_lock {

@@ -215,6 +215,32 @@ static int wait_pending(sq_ctx_mgr *m, ctx_obj *o, bool deleting, uint64_t gen,
     return refused(m, err);
 }
 
+/* Takes o's lock once no change is pending that makes o `creating` or
+ * `deleting`, and the manager accepts changes: 0 with the lock held, or
+ * an error (cancelled, not found, refused) with nothing held.  Waits (for
+ * the lock and for the pending change); cancel-safe: on cancellation it
+ * holds nothing and returns SQ_CTX_CANCELLED's code. */
+static int lock_settled(sq_ctx_mgr *m, ctx_obj *o, sq_ctx_err *err)
+{
+    for (;;) {
+        if (sq_mutex_lock(&o->lock) != 0)
+            return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if (o->creating || o->deleting) {
+            bool del = o->deleting;
+            uint64_t g = atomic_load(&o->gen);
+            sq_mutex_unlock(&o->lock);
+            int rc = wait_pending(m, o, del, g, err);
+            if (rc)
+                return rc;
+            continue;
+        }
+        int rc = refused(m, err);
+        if (rc)
+            sq_mutex_unlock(&o->lock);
+        return rc;
+    }
+}
+
 /* The acknowledgement of c, as an error code. */
 static int acknowledged(ctx_change *c, sq_ctx_mgr *m, sq_ctx_err *err)
 {
@@ -398,22 +424,9 @@ static int change_doc(sq_ctx_mgr *m, ctx_obj *o, uint64_t expected, int kind,
     bool refreshed = false;
     int stale = 0;
     for (int attempt = 0;; attempt++) {
-        if (sq_mutex_lock(&o->lock) != 0)
-            return ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            uint64_t g = atomic_load(&o->gen);
-            sq_mutex_unlock(&o->lock);
-            int rc = wait_pending(m, o, del, g, err);
-            if (rc)
-                return rc;
-            continue;
-        }
-        int rc = refused(m, err);
-        if (rc) {
-            sq_mutex_unlock(&o->lock);
+        int rc = lock_settled(m, o, err);
+        if (rc)
             return rc;
-        }
         ctx_ver *base = ver_ref(o->head);
         if (expected && expected != base->version) {
             uint64_t g = atomic_load(&o->gen);
@@ -552,7 +565,7 @@ static int create_once(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
             break;
         /* There already: durably (an error), or being created or deleted
          * (wait for that, then look again). */
-        sq_mutex_lock(&ex->lock);
+        sq_mutex_lock_nocancel(&ex->lock);
         bool del = ex->deleting;
         bool pending = ex->creating || del || atomic_load(&ex->pub_version) == 0;
         uint64_t g = atomic_load(&ex->gen);
@@ -583,7 +596,7 @@ static int create_once(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
     /* In the index: queue the create, and from now on others may change
      * it (they queue after it). */
     sq_cancel_mask();
-    sq_mutex_lock(&o->lock);
+    sq_mutex_lock_nocancel(&o->lock);
     sq_cancel_unmask();
     ctx_change *c = change_new(o, SQ_STORE_CREATE, ver_ref(v));
     if (c && m->o.recovery_every == 1 &&
@@ -677,22 +690,8 @@ int sq_ctx_delete(sq_ctx_mgr *m, const char *id, uint64_t expected, uint64_t *la
     bool refreshed = false;
     int stale = 0;
     for (;;) {
-        if (sq_mutex_lock(&o->lock) != 0) {
-            rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if ((rc = lock_settled(m, o, err)) != 0)
             break;
-        }
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            uint64_t g = atomic_load(&o->gen);
-            sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, g, err)) != 0)
-                break;
-            continue;
-        }
-        if ((rc = refused(m, err)) != 0) {
-            sq_mutex_unlock(&o->lock);
-            break;
-        }
         uint64_t cur = o->head->version;
         if (expected && expected != cur) {
             uint64_t g = atomic_load(&o->gen);
@@ -823,20 +822,9 @@ static int snapshot_once(sq_ctx_mgr *m, const char *id, const char *name, uint64
     }
     ctx_change *c = NULL;
     for (;;) {
-        if (sq_mutex_lock(&o->lock) != 0) {
-            rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if ((rc = lock_settled(m, o, err)) != 0)
             break;
-        }
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            uint64_t g = atomic_load(&o->gen);
-            sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, g, err)) != 0)
-                break;
-            continue;
-        }
-        if ((rc = refused(m, err)) != 0) {
-        } else if (marks_find_name(&o->snaps, name)) {
+        if (marks_find_name(&o->snaps, name)) {
             rc = ctx_fail(err, SQ_CTX_SNAPSHOT_EXISTS, "context \"%s\" has a snapshot \"%s\"",
                           id, name);
         } else if (o->snaps.n >= m->o.max_snapshots) {
@@ -887,22 +875,11 @@ static int recovery_point_once(sq_ctx_mgr *m, const char *id, uint64_t *version,
     ctx_change *c = NULL;
     uint64_t v = 0;
     for (;;) {
-        if (sq_mutex_lock(&o->lock) != 0) {
-            rc = ctx_fail(err, SQ_CTX_CANCELLED, "cancelled");
+        if ((rc = lock_settled(m, o, err)) != 0)
             break;
-        }
-        if (o->creating || o->deleting) {
-            bool del = o->deleting;
-            uint64_t g = atomic_load(&o->gen);
-            sq_mutex_unlock(&o->lock);
-            if ((rc = wait_pending(m, o, del, g, err)) != 0)
-                break;
-            continue;
-        }
         v = o->head->version;
         ctx_mark *k = marks_find_version(&o->rps, v);
-        if ((rc = refused(m, err)) != 0) {
-        } else if (k && k->durable) {
+        if (k && k->durable) {
             /* This version has one already. */
         } else if (k) {
             /* Being committed (taken with its version, or by another

@@ -221,6 +221,7 @@ struct sq_ctx_mgr {
     sq_histogram *m_commit_ns, *m_batch, *m_latency_ns;
     sq_gauge *m_contexts;
     atomic_ullong max_batch;
+    atomic_ullong by_kind[SQ_CTX_DELETE + 1]; /* sq_ctx_stats.by_kind */
 };
 
 /* writer.c */

@@ -16,6 +16,9 @@ typedef struct ctx_tools {
     sq_srv *srv;
     sq_ctx_mgr *mgr;
     size_t page;            /* list pages (the server's page_size) */
+    /* "store" health: failed once a commit failed (the manager then
+     * refuses changes until squirreld restarts). */
+    sq_health_component *health;
 } ctx_tools;
 
 typedef struct ctx_tool_fn {

@@ -407,6 +407,8 @@ void sq_ctx_stats_get(sq_ctx_mgr *m, sq_ctx_stats *out)
         .retries = sq_counter_get(m->m_retries),
         .max_batch = atomic_load(&m->max_batch),
     };
+    for (int k = 0; k <= SQ_CTX_DELETE; k++)
+        out->by_kind[k] = atomic_load(&m->by_kind[k]);
 }
 
 sq_metrics *sq_ctx_metrics(sq_ctx_mgr *m)

@@ -142,6 +142,15 @@ static json_t *output_schema(const tool_def *d)
     return s;
 }
 
+static void store_failed(void *arg, const char *why)
+{
+    ctx_tools *t = arg;
+    char reason[SQ_HEALTH_REASON_MAX];
+    snprintf(reason, sizeof reason, "a commit failed (%s): changes are refused until "
+             "squirreld restarts", why);
+    sq_health_set(t->health, SQ_HEALTH_FAILED, reason);
+}
+
 int sq_ctx_srv_start(sq_srv *s, char *err, size_t errlen)
 {
     const sq_srv_config *c = &s->cfg;
@@ -165,12 +174,20 @@ int sq_ctx_srv_start(sq_srv *s, char *err, size_t errlen)
         .recovery_keep = c->contexts.recovery_keep,
         .on_change = ctx_resource.on_change,
         .on_list_changed = ctx_resource.on_list_changed,
+        .on_store_failed = store_failed,
         .arg = t,
     };
     char why[400];
-    int rc = sq_ctx_open(&t->mgr, &o, why, sizeof why);
+    int rc = sq_health_register(s, "store", &t->health);
+    if (rc) {
+        snprintf(err, errlen, "store health: %s", sq_strerror(rc));
+        free(t);
+        return rc;
+    }
+    rc = sq_ctx_open(&t->mgr, &o, why, sizeof why);
     if (rc) {
         snprintf(err, errlen, "store %s: %s", c->store, why);
+        sq_health_unregister(t->health);
         free(t);
         return rc;
     }
@@ -225,6 +242,7 @@ void sq_ctx_srv_free(sq_srv *s)
     if (!s->ctx)
         return;
     sq_ctx_close(s->ctx->mgr);
+    sq_health_unregister(s->ctx->health);
     free(s->ctx);
     s->ctx = NULL;
 }

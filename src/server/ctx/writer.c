@@ -155,7 +155,7 @@ static void settle_mark(sq_ctx_mgr *m, ctx_obj *o, const char *name, uint64_t ve
                         bool failed)
 {
     sq_cancel_mask();
-    sq_mutex_lock(&o->lock);
+    sq_mutex_lock_nocancel(&o->lock);
     sq_cancel_unmask();
     ctx_marks *k = name ? &o->snaps : &o->rps;
     ctx_mark *x = name ? marks_find_name(k, name) : marks_find_version(k, version);
@@ -255,7 +255,7 @@ static void forget_marks(sq_ctx_mgr *m, ctx_change *c)
 static void outdate(ctx_obj *o, bool dirty)
 {
     sq_cancel_mask();
-    sq_mutex_lock(&o->lock);
+    sq_mutex_lock_nocancel(&o->lock);
     sq_cancel_unmask();
     atomic_fetch_add(&o->gen, 1);
     if (dirty)
@@ -331,9 +331,22 @@ static void commit_batch(writer *w, size_t n)
                      j.err[0] ? j.err : sq_strerror(rc));
             atomic_store(&m->broken, true);
             sq_counter_inc(m->m_failures);
+            if (m->o.on_store_failed)
+                m->o.on_store_failed(m->o.arg, m->broken_msg);
         } else {
             sq_counter_inc(m->m_commits);
             sq_counter_add(m->m_changes, n);
+            for (size_t i = 0; i < n; i++) {
+                const ctx_change *c = w->batch[i];
+                int kind = 0; /* snapshots, recovery points */
+                if (c->op == SQ_STORE_DELETE)
+                    kind = SQ_CTX_DELETE;
+                else if (c->ver && (c->op == SQ_STORE_CREATE || c->op == SQ_STORE_PUT))
+                    kind = c->ver->kind;
+                if (kind < 0 || kind > SQ_CTX_DELETE)
+                    kind = 0;
+                atomic_fetch_add(&m->by_kind[kind], 1);
+            }
             sq_histogram_observe(m->m_batch, (int64_t)n);
             unsigned long long max = atomic_load(&m->max_batch);
             while (n > max && !atomic_compare_exchange_weak(&m->max_batch, &max, n))

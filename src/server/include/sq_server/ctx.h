@@ -90,6 +90,10 @@ typedef struct sq_ctx_opts {
     void (*on_change)(void *arg, const sq_ctx_event *ev);
     /* Called once after a commit that created or deleted contexts. */
     void (*on_list_changed)(void *arg);
+    /* Called once, by the writer, when the store fails a commit (why: the
+     * store's sentence): from then on changes get SQ_CTX_STORE_FAILED.
+     * Must not wait long.  NULL: nobody is told. */
+    void (*on_store_failed)(void *arg, const char *why);
     void *arg;
 } sq_ctx_opts;
 
@@ -348,6 +352,9 @@ typedef struct sq_ctx_stats {
     uint64_t retries;           /* two-phase installs that found a newer
                                  * version and computed again */
     uint64_t max_batch;         /* the largest transaction (changes) */
+    /* Committed changes by kind (enum sq_ctx_kind; [0]: snapshots and
+     * recovery points); they add up to `changes`. */
+    uint64_t by_kind[SQ_CTX_DELETE + 1];
 } sq_ctx_stats;
 
 void sq_ctx_stats_get(sq_ctx_mgr *m, sq_ctx_stats *out);

@@ -19,7 +19,10 @@ typedef struct sq_srv sq_srv;
 /* The default port of `squirreld` with no transport flag. */
 #define SQ_SRV_DEFAULT_PORT 8808
 
-enum sq_listen_kind { SQ_LISTEN_HTTP, SQ_LISTEN_TCP, SQ_LISTEN_UNIX };
+/* SQ_LISTEN_ADMIN: HTTP serving only the monitoring endpoints (/metrics,
+ * /health, /debug/..., /console); with one configured, the HTTP
+ * listeners serve /mcp only. */
+enum sq_listen_kind { SQ_LISTEN_HTTP, SQ_LISTEN_TCP, SQ_LISTEN_UNIX, SQ_LISTEN_ADMIN };
 
 typedef struct sq_srv_endpoint {
     int kind;               /* enum sq_listen_kind */
@@ -68,6 +71,21 @@ typedef struct sq_srv_config {
         size_t max_contexts, max_document_bytes, max_metadata_bytes,
             max_snapshots, history_depth, recovery_every, recovery_keep;
     } contexts;
+    /* Monitoring (docs/monitoring.md). */
+    bool request_metrics;       /* per-request metrics and the list of
+                                 * requests in flight: true */
+    char *alerts_json;          /* the alert rules (a JSON array), or NULL */
+    int64_t alert_interval;     /* how often rules are evaluated: 1 s */
+    char *checks;               /* SQUIRREL_CHECK words switched on at
+                                 * start ("deadlock": lock holders and
+                                 * waiters on /debug), or NULL */
+    /* Plugins (docs/plugins.md): shared objects loaded at start, in
+     * dependency order; the admin tool plugin_admin (off: it loads code
+     * into the server); each plugin callback's deadline (30 s). */
+    char **plugins;
+    size_t nplugins;
+    bool plugin_admin;
+    int64_t plugin_timeout;
 } sq_srv_config;
 
 /* squirreld's store when neither --store nor the config file names one. */
@@ -82,6 +100,8 @@ void sq_srv_config_free(sq_srv_config *c);
 int sq_srv_config_copy(sq_srv_config *d, const sq_srv_config *s);
 /* Adds a listener.  0, -EINVAL (a bad address), -ENOMEM. */
 int sq_srv_config_add_listen(sq_srv_config *c, int kind, const char *address);
+/* Adds a plugin to load at start.  0, -EINVAL (empty), -ENOMEM. */
+int sq_srv_config_add_plugin(sq_srv_config *c, const char *path);
 /* Reads a JSON config file into c (docs/server.md, "Configuration"):
  * unknown keys and bad values are errors.  0, or a negative errno with a
  * message in err (errlen bytes).  Blocks the calling thread on the file:
@@ -105,6 +125,19 @@ int sq_srv_listen(sq_srv *s, const sq_srv_endpoint *l, char **url);
  * the calling task, until end of input or sq_srv_stop.  Returns 0 or a
  * negative errno.  Waits (reads). */
 int sq_srv_serve_stdio(sq_srv *s, int in_fd, int out_fd);
+
+/* Serves one connection that is already open (a socketpair, a socket
+ * handed over by a supervisor) as a listener of `kind` would serve one
+ * it accepted: SQ_LISTEN_HTTP speaks Streamable HTTP (SQ_LISTEN_ADMIN: the monitoring
+ * endpoints only), SQ_LISTEN_TCP and
+ * SQ_LISTEN_UNIX newline-delimited JSON-RPC.  Takes io over (closed when
+ * the connection ends).  Runs in the calling task until the connection
+ * ends: the peer closes it, a malformed request ends it, or the calling
+ * task is cancelled (sq_srv_stop does not know this task: stop the
+ * connection before the server).  Requests it started may outlive it as a listener's
+ * would (legacy HTTP requests, tasks); sq_srv_stop ends those.  Returns
+ * 0, or -EINVAL for an unknown kind (io is then closed).  Waits. */
+int sq_srv_serve_conn(sq_srv *s, sq_io *io, int kind);
 
 /* Stops the server: listeners stop accepting, requests in flight get
  * until `grace` (from now) to finish, then everything left is cancelled
@@ -133,5 +166,9 @@ void sq_srv_log(sq_srv *s, int level, const char *component, const char *req,
  * prompts; the benchmark's echo tools.  0 or a negative errno. */
 int sq_fixtures_conformance(sq_srv *s);
 int sq_fixtures_bench(sq_srv *s);
+/* The monitoring fixtures (test-only): the bench tools plus tools that
+ * make a contended lock, a stuck task, a deadlocked pair, and set a
+ * health component's status (docs/monitoring.md, "Fixtures"). */
+int sq_fixtures_monitor(sq_srv *s);
 
 #endif
