@@ -1025,3 +1025,21 @@ void mt_child_free(mt_child *c)
     mt_close(c->err);
     free(c);
 }
+
+char *mt_get(int port, const char *path, const char *headers, int *status)
+{
+    mt_http *h = mt_http_at(port);
+    char *req = mt_fmt("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sContent-Length: 0\r\n\r\n",
+                       path, port, headers ? headers : "");
+    mt_http_raw(h, req, strlen(req));
+    free(req);
+    char *body = NULL;
+    *status = 0;
+    mt_resp *r = mt_http_next(h);
+    if (r && mt_http_body(h, r)) {
+        *status = r->status;
+        body = strdup(r->body.buf ? r->body.buf : "");
+    }
+    mt_http_close(h);
+    return body;
+}

@@ -192,6 +192,10 @@ bool mt_http_body(mt_http *h, mt_resp *r);
  * r->head, ended by '\n' (use mt_hdr_is to compare). */
 char *mt_hdr(const mt_resp *r, const char *name);
 bool mt_hdr_is(const mt_resp *r, const char *name, const char *want);
+/* GET path from port of 127.0.0.1 on a new connection, with `headers`
+ * (CRLF-ended lines, or NULL): the body (malloc'd; NULL if no whole
+ * response came) and its status in *status. */
+char *mt_get(int port, const char *path, const char *headers, int *status);
 /* True if the server closes the connection (within MT_WAIT) with no more
  * bytes: a response that comes instead fails the test. */
 bool mt_http_expect_eof(mt_http *h);

@@ -156,6 +156,16 @@ bool pg_restart(pg_server *p)
     return start(p);
 }
 
+void pg_halt(pg_server *p)
+{
+    stop(p, "immediate");
+}
+
+bool pg_resume(pg_server *p)
+{
+    return start(p);
+}
+
 void pg_stop(pg_server *p)
 {
     if (!p)

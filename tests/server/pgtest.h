@@ -21,6 +21,11 @@ pg_server *pg_start(void);
 /* Stops it at once (pg_ctl stop -m immediate: like a crash), starts it
  * again (crash recovery); true if it is back. */
 bool pg_restart(pg_server *p);
+/* Stops it at once, like a crash, and leaves it down (pg_resume starts
+ * it again). */
+void pg_halt(pg_server *p);
+/* Starts a halted server again (crash recovery); true if it is back. */
+bool pg_resume(pg_server *p);
 /* Stops it and removes the directory. */
 void pg_stop(pg_server *p);
 

@@ -131,10 +131,24 @@ static int refused(sq_ctx_mgr *m, sq_ctx_err *err)
     char why[200];
     if (m->shared && sq_store_status(m->store, why, sizeof why) != 0)
         return ctx_fail(err, SQ_CTX_STORE_FAILED, "%s", why);
-    if (atomic_load(&m->broken))
-        return ctx_fail(err, SQ_CTX_STORE_FAILED,
-                        "the store failed (%s): changes are refused until squirreld restarts",
-                        m->broken_msg);
+    if (atomic_load(&m->broken)) {
+        /* Past retry_at a change is let through: it is the store's trial
+         * (writer.c), and clears this if it commits. */
+        int64_t left = atomic_load(&m->retry_at) - sq_now();
+        char msg[sizeof m->broken_msg];
+        if (atomic_load(&m->fatal)) {
+            ctx_broken_msg(m, msg, sizeof msg);
+            return ctx_fail(err, SQ_CTX_STORE_FAILED,
+                            "the store failed (%s): changes are refused until squirreld "
+                            "restarts", msg);
+        }
+        if (left > 0) {
+            ctx_broken_msg(m, msg, sizeof msg);
+            return ctx_fail(err, SQ_CTX_STORE_FAILED,
+                            "the store failed (%s): changes are refused; it is tried again "
+                            "within %lld s", msg, (long long)((left + SQ_SEC - 1) / SQ_SEC));
+        }
+    }
     if (atomic_load(&m->stopping))
         return ctx_fail(err, SQ_CTX_STOPPING, "the server is stopping");
     return 0;
@@ -259,7 +273,9 @@ static int acknowledged(ctx_change *c, sq_ctx_mgr *m, sq_ctx_err *err)
         return ctx_fail(err, SQ_CTX_STORE_FAILED,
                         "the commit failed: the database did not answer (the change may or "
                         "may not have been made; read the context again)");
-    return ctx_fail(err, SQ_CTX_STORE_FAILED, "the store failed: %s", m->broken_msg);
+    char msg[sizeof m->broken_msg];
+    ctx_broken_msg(m, msg, sizeof msg);
+    return ctx_fail(err, SQ_CTX_STORE_FAILED, "the store failed: %s", msg);
 }
 
 /* Shared stores: one more round after a change was found stale; an error

@@ -210,7 +210,14 @@ struct sq_ctx_mgr {
     bool shared;               /* the store is shared (SQ_STORE_SHARED):
                                 * others change it too (refresh.c), and a
                                 * failed commit does not break the manager */
-    char broken_msg[256];
+    char broken_msg[256];      /* under msg_lock (the writer rewrites it
+                                * on each failure, requests copy it) */
+    sq__spin msg_lock;
+    atomic_bool fatal;         /* broken for good (memory ran out while
+                                * publishing): no retry */
+    _Atomic int64_t retry_at;  /* broken, not fatal: changes are tried
+                                * again from then (sq_now() clock) */
+    int64_t backoff;           /* the writer's: the last wait, ns */
     /* Bumped after every commit (or failure): changes that must wait for
      * another change to be durable watch it. */
     sq_watch settled;
@@ -226,6 +233,8 @@ struct sq_ctx_mgr {
 
 /* writer.c */
 int writer_start(sq_ctx_mgr *m);
+/* Copies the store's failure sentence into buf.  Never waits. */
+void ctx_broken_msg(sq_ctx_mgr *m, char *buf, size_t n);
 /* Queues c (the caller holds c->obj's lock, so a context's changes are
  * queued in version order): 0, or -ESHUTDOWN once the writer has
  * ended.  Never waits. */

@@ -142,12 +142,15 @@ static json_t *output_schema(const tool_def *d)
     return s;
 }
 
-static void store_failed(void *arg, const char *why)
+static void store_health(void *arg, bool ok, const char *why)
 {
     ctx_tools *t = arg;
+    if (ok) {
+        sq_health_set(t->health, SQ_HEALTH_HEALTHY, NULL);
+        return;
+    }
     char reason[SQ_HEALTH_REASON_MAX];
-    snprintf(reason, sizeof reason, "a commit failed (%s): changes are refused until "
-             "squirreld restarts", why);
+    snprintf(reason, sizeof reason, "the store cannot commit: %s", why);
     sq_health_set(t->health, SQ_HEALTH_FAILED, reason);
 }
 
@@ -174,7 +177,7 @@ int sq_ctx_srv_start(sq_srv *s, char *err, size_t errlen)
         .recovery_keep = c->contexts.recovery_keep,
         .on_change = ctx_resource.on_change,
         .on_list_changed = ctx_resource.on_list_changed,
-        .on_store_failed = store_failed,
+        .on_store_health = store_health,
         .arg = t,
     };
     char why[400];

@@ -183,6 +183,50 @@ void tell_version(sq_ctx_mgr *m, ctx_obj *o, uint64_t version, int kind, bool cr
     m->o.on_change(m->o.arg, &ev);
 }
 
+void ctx_broken_msg(sq_ctx_mgr *m, char *buf, size_t n)
+{
+    sq__spin_lock(&m->msg_lock);
+    snprintf(buf, n, "%s", m->broken_msg);
+    sq__spin_unlock(&m->msg_lock);
+}
+
+/* The store cannot take changes (why): refused until retry_at (1 s after
+ * the first failure, doubling to 30 s), or for good if fatal.  The
+ * writer's only. */
+static void set_broken(sq_ctx_mgr *m, const char *why, bool fatal)
+{
+    sq__spin_lock(&m->msg_lock);
+    snprintf(m->broken_msg, sizeof m->broken_msg, "%s", why);
+    sq__spin_unlock(&m->msg_lock);
+    m->backoff = m->backoff ? m->backoff * 2 : SQ_SEC;
+    if (m->backoff > 30 * SQ_SEC)
+        m->backoff = 30 * SQ_SEC;
+    atomic_store(&m->retry_at, sq_now() + m->backoff);
+    if (fatal)
+        atomic_store(&m->fatal, true);
+    bool was = atomic_exchange(&m->broken, true);
+    if (!was && m->o.on_store_health)
+        m->o.on_store_health(m->o.arg, false, why);
+}
+
+/* A commit (or probe) went through: changes are taken again. */
+static void set_mended(sq_ctx_mgr *m)
+{
+    m->backoff = 0;
+    if (atomic_load(&m->fatal) || !atomic_exchange(&m->broken, false))
+        return;
+    if (m->o.on_store_health)
+        m->o.on_store_health(m->o.arg, true, NULL);
+}
+
+/* True if the writer may commit now: the store is not broken, or its
+ * retry time has come. */
+static bool may_commit(sq_ctx_mgr *m)
+{
+    return !atomic_load(&m->broken) ||
+           (!atomic_load(&m->fatal) && sq_now() >= atomic_load(&m->retry_at));
+}
+
 static void tell(sq_ctx_mgr *m, const ctx_change *c)
 {
     tell_version(m, c->obj, c->op == SQ_STORE_DELETE ? c->ver->version - 1 : c->ver->version,
@@ -199,8 +243,7 @@ static bool publish(sq_ctx_mgr *m, ctx_change *c)
         if (obj_publish(o, ver_ref(c->ver)) != 0) {
             /* Out of memory for the state's snapshot: durable, but the
              * readers would lag; stop taking changes rather than lie. */
-            atomic_store(&m->broken, true);
-            snprintf(m->broken_msg, sizeof m->broken_msg, "out of memory publishing a change");
+            set_broken(m, "out of memory publishing a change", true);
         }
         if (c->auto_rp)
             settle_mark(m, o, NULL, c->ver->version, false);
@@ -271,7 +314,10 @@ typedef struct writer {
     sq_store_op *ops;
     sq_store_op scratch[2];
     uint64_t epoch;
+    bool shared_ok;     /* a shared store's database answered, last seen */
 } writer;
+
+static void watch_shared(writer *w);
 
 /* Shared stores: sorts the batch into what is committed and what is not.
  * Refresh requests are taken out (done after the commit); a change made
@@ -307,7 +353,7 @@ static void commit_batch(writer *w, size_t n)
     int rc = -EIO;
     size_t nstale = 0, ncommit = m->shared ? sort_batch(w, n, &nstale) : n;
     bool list_changed = false;
-    if (!atomic_load(&m->broken) && ncommit) {
+    if (may_commit(m) && ncommit) {
         size_t k = 0;
         for (size_t i = 0; i < ncommit; i++)
             k += ops_of(m, w->batch[i], &w->ops[k]);
@@ -327,13 +373,10 @@ static void commit_batch(writer *w, size_t n)
             for (size_t i = 0; i < ncommit; i++)
                 outdate(w->batch[i]->obj, true);
         } else if (rc) {
-            snprintf(m->broken_msg, sizeof m->broken_msg, "%s",
-                     j.err[0] ? j.err : sq_strerror(rc));
-            atomic_store(&m->broken, true);
             sq_counter_inc(m->m_failures);
-            if (m->o.on_store_failed)
-                m->o.on_store_failed(m->o.arg, m->broken_msg);
+            set_broken(m, j.err[0] ? j.err : sq_strerror(rc), false);
         } else {
+            set_mended(m);
             sq_counter_inc(m->m_commits);
             sq_counter_add(m->m_changes, n);
             for (size_t i = 0; i < n; i++) {
@@ -405,6 +448,8 @@ static void commit_batch(writer *w, size_t n)
     sq_gauge_set(m->m_contexts, (int64_t)atomic_load(&m->ncontexts));
     if (list_changed && m->o.on_list_changed)
         m->o.on_list_changed(m->o.arg);
+    if (m->shared)
+        watch_shared(w);
     w->epoch++;
     sq_watch_send(&m->settled, &w->epoch);
     int64_t now = sq_now();
@@ -414,6 +459,52 @@ static void commit_batch(writer *w, size_t n)
         sq_oneshot_send(&c->done, NULL);
         change_unref(c);
     }
+}
+
+/* Tries a broken store with a probe commit (no change): mended, or
+ * broken again with a longer wait. */
+static void probe(writer *w)
+{
+    sq_ctx_mgr *m = w->m;
+    commit_job j = {.store = m->store, .ops = w->ops, .n = 0};
+    int rc = sq_store_run(m->store, commit_main, &j);
+    if (rc == 0)
+        rc = j.rc;
+    if (rc == 0)
+        set_mended(m);
+    else
+        set_broken(m, j.err[0] ? j.err : sq_strerror(rc), false);
+}
+
+/* Shared stores: tells the owner when the database stops or starts
+ * answering (the backend reconnects by itself). */
+static void watch_shared(writer *w)
+{
+    sq_ctx_mgr *m = w->m;
+    char why[200];
+    bool ok = sq_store_status(m->store, why, sizeof why) == 0;
+    if (ok != w->shared_ok) {
+        w->shared_ok = ok;
+        if (m->o.on_store_health)
+            m->o.on_store_health(m->o.arg, ok, ok ? NULL : why);
+    }
+}
+
+/* Nothing queued: waits for a change; meanwhile a broken store is
+ * probed when its time comes, a shared one looked at every second. */
+static void idle(writer *w)
+{
+    sq_ctx_mgr *m = w->m;
+    int64_t until = SQ_FOREVER;
+    if (m->shared) {
+        watch_shared(w);
+        until = sq_now() + SQ_SEC;
+    } else if (atomic_load(&m->broken) && !atomic_load(&m->fatal)) {
+        until = atomic_load(&m->retry_at);
+    }
+    if (sq_notify_wait_until(&m->wake, until) == -ETIMEDOUT && !m->shared &&
+        may_commit(m) && atomic_load(&m->broken))
+        probe(w);
 }
 
 static void *writer_main(void *arg)
@@ -433,7 +524,7 @@ static void *writer_main(void *arg)
         if (done)
             break;
         if (n == 0) {
-            sq_notify_wait(&m->wake);
+            idle(w);
             continue;
         }
         commit_batch(w, n);
@@ -453,6 +544,7 @@ int writer_start(sq_ctx_mgr *m)
     if (!w)
         return -ENOMEM;
     w->m = m;
+    w->shared_ok = true;
     w->batch = malloc(m->o.max_batch * sizeof *w->batch);
     w->rest = malloc(m->o.max_batch * sizeof *w->rest);
     w->ops = malloc(2 * m->o.max_batch * sizeof *w->ops);

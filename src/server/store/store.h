@@ -159,7 +159,9 @@ typedef struct sq_store_vtable {
     int (*load)(sq_store *st, sq_store_load_fn fn, void *arg, char *err,
                 size_t errlen);
     /* Applies ops[0..n-1] in one atomic, durable transaction: 0 once it
-     * is durable; on any error nothing of it is applied (err says what). */
+     * is durable; on any error nothing of it is applied (err says what).
+     * n == 0 is a probe: a transaction that writes without changing
+     * anything, 0 if a change could be committed now. */
     int (*commit)(sq_store *st, sq_store_op *ops, size_t n, char *err,
                   size_t errlen);
     /* The versions of id with low < version <= high, newest first, at

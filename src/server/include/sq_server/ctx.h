@@ -90,10 +90,14 @@ typedef struct sq_ctx_opts {
     void (*on_change)(void *arg, const sq_ctx_event *ev);
     /* Called once after a commit that created or deleted contexts. */
     void (*on_list_changed)(void *arg);
-    /* Called once, by the writer, when the store fails a commit (why: the
-     * store's sentence): from then on changes get SQ_CTX_STORE_FAILED.
-     * Must not wait long.  NULL: nobody is told. */
-    void (*on_store_failed)(void *arg, const char *why);
+    /* Called by the writer when the store's health changes: ok false
+     * (why: the store's sentence) when a commit fails, or a shared
+     * store's database stops answering; ok true (why NULL) when it can
+     * commit again.  While a store that is not shared is failed, changes
+     * get SQ_CTX_STORE_FAILED; the writer tries it again after 1 s,
+     * doubling to 30 s (a probe commit, or the next change), until it
+     * commits.  Must not wait long.  NULL: nobody is told. */
+    void (*on_store_health)(void *arg, bool ok, const char *why);
     void *arg;
 } sq_ctx_opts;
 
