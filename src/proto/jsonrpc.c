@@ -312,9 +312,23 @@ static void head(sq__strbuf *b, const char *raw_id, bool with_id)
 
 void sq_rpc_write_result(sq__strbuf *b, const char *raw_id, json_t *result)
 {
+    sq_rpc_write_result_with(b, raw_id, result, NULL);
+}
+
+void sq_rpc_write_result_with(sq__strbuf *b, const char *raw_id, json_t *result,
+                              const char *extra)
+{
     head(b, raw_id, true);
     sq__strbuf_puts(b, ",\"result\":");
     sq_rpc_write_json(b, result);
+    if (extra && json_is_object(result) && !b->failed && b->len &&
+        b->buf[b->len - 1] == '}') {
+        b->len--; /* the object's '}': the members go in before it */
+        if (json_object_size(result))
+            sq__strbuf_putc(b, ',');
+        sq__strbuf_puts(b, extra);
+        sq__strbuf_putc(b, '}');
+    }
     sq__strbuf_putc(b, '}');
 }
 

@@ -35,6 +35,10 @@ int sq_not_found(sq_mcp_req *r, const char *what, const char *uri);
 /* {name, title, version}: the server's Implementation object (a new
  * reference to one shared by every answer: never modify it). */
 json_t *sq_server_info(sq_srv *s);
+/* Encodes s's 2026-07-28 result envelope once (s->env_meta,
+ * s->env_complete); left NULL if memory runs out (then each answer
+ * carries its own).  Never waits. */
+void sq_srv_envelope_init(sq_srv *s);
 /* The server's capabilities in an era (methods.c). */
 json_t *sq_server_caps(sq_srv *s, int era);
 /* The result of a legacy initialize for the version the client asked,

@@ -182,6 +182,7 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
         return rc;
     }
     s->server_info = sq_server_info(s); /* NULL (no memory): made per call */
+    sq_srv_envelope_init(s);
     if ((rc = sq_plugins_create(&s->plugins, s)) != 0) {
         snprintf(err, errlen, "the plugin host: %s", sq_strerror(rc));
         sq_srv_destroy(s);
@@ -543,6 +544,8 @@ void sq_srv_destroy(sq_srv *s)
     sq_mon_destroy(s);
     json_decref(s->by_id);
     json_decref(s->server_info);
+    free(s->env_meta);
+    free(s->env_complete);
     if (s->tasks_by_id)
         sq_tasks_free(s);
     free(s->token);

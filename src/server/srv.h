@@ -336,6 +336,10 @@ struct sq_srv {
     atomic_llong requests_total;
     atomic_llong dropped;       /* notifications dropped: queues full */
     json_t *server_info;        /* serverInfo (sq_server_info), shared */
+    /* A 2026-07-28 result's envelope as JSON text, encoded once (see
+     * decorate in dispatch.c): the _meta member with serverInfo, and
+     * resultType "complete" before it.  NULL: built per answer. */
+    char *env_meta, *env_complete;
     char *token;                /* bearer token, or NULL */
     size_t token_len;
     /* Requests' deadlines: a wheel of one-second slots, swept by the

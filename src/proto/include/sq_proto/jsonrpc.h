@@ -66,6 +66,12 @@ void sq_rpc_msg_free(sq_rpc_msg *m);
  * an id as sq_rpc_msg.id holds it (NULL writes null).  Values are
  * borrowed. */
 void sq_rpc_write_result(sq__strbuf *b, const char *raw_id, json_t *result);
+/* As sq_rpc_write_result, with `extra` (NULL: none): members already
+ * encoded as JSON text ("\"k\":v,..." without braces) written into the
+ * result, which must then be an object without those keys.  For members
+ * that are the same in many answers, encoded once instead of each time. */
+void sq_rpc_write_result_with(sq__strbuf *b, const char *raw_id, json_t *result,
+                              const char *extra);
 void sq_rpc_write_error(sq__strbuf *b, const char *raw_id, int code,
                         const char *message, json_t *data);
 void sq_rpc_write_request(sq__strbuf *b, const char *raw_id,
