@@ -5,7 +5,8 @@
  * for every message it accepts, what the writers make of it parses back
  * as the message it should be, with the id's text written back byte for
  * byte (the id is never re-encoded: a response must match its request
- * exactly). */
+ * exactly).  With the _meta cache (warmed by the input itself, and by the
+ * inputs before it) the parse must give the same code and equal messages. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,12 +80,36 @@ static void check(const sq_rpc_msg *m)
     sq__strbuf_free(&b);
 }
 
+/* The cached parse agrees with the plain one (rc and p are its). */
+static void same_cached(const uint8_t *data, size_t n, int rc, const sq_rpc_parsed *p)
+{
+    static sq_rpc_meta_cache cache;
+    for (int round = 0; round < 2; round++) { /* the second may hit */
+        sq_rpc_parsed q;
+        int qc = sq_rpc_parse_cached((const char *)data, n, &cache, &q);
+        if (qc == -ENOMEM || rc == -ENOMEM)
+            return;
+        REQUIRE(qc == rc);
+        if (qc != 0)
+            continue;
+        REQUIRE(q.n == p->n && q.batch == p->batch);
+        for (size_t i = 0; i < q.n; i++) {
+            REQUIRE(json_equal(q.msgs[i].json, p->msgs[i].json));
+            REQUIRE(q.msgs[i].kind == p->msgs[i].kind);
+            REQUIRE((q.msgs[i].id == NULL) == (p->msgs[i].id == NULL));
+            REQUIRE(!q.msgs[i].id || strcmp(q.msgs[i].id, p->msgs[i].id) == 0);
+        }
+        sq_rpc_parsed_free(&q);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 {
     sq_rpc_parsed p;
     int rc = sq_rpc_parse((const char *)data, n, &p);
     REQUIRE(rc == 0 || rc == SQ_RPC_PARSE_ERROR || rc == SQ_RPC_INVALID_REQUEST ||
             rc == -ENOMEM);
+    same_cached(data, n, rc, &p);
     if (rc != 0)
         return 0;
     REQUIRE(p.batch || p.n == 1);

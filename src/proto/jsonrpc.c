@@ -8,6 +8,7 @@
 #include "sq_proto/jsonrpc.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,14 +25,27 @@ static void skip_ws(scan *s)
         s->p++;
 }
 
-/* At '"': moves past the closing quote. */
+/* At '"': moves past the closing quote: the first quote after the
+ * opening one that an even number of backslashes precede (memchr: the
+ * strings are most of a message's bytes). */
 static void skip_string(scan *s)
 {
-    for (s->p++; s->p < s->end && *s->p != '"'; s->p++)
-        if (*s->p == '\\')
-            s->p++;
-    if (s->p < s->end)
-        s->p++;
+    const char *start = s->p + 1, *p = start;
+    for (;;) {
+        const char *q = p < s->end ? memchr(p, '"', (size_t)(s->end - p)) : NULL;
+        if (!q) {
+            s->p = s->end;
+            return;
+        }
+        size_t bs = 0;
+        while (q - bs > start && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (bs % 2 == 0) {
+            s->p = q + 1;
+            return;
+        }
+        p = q + 1;
+    }
 }
 
 /* Moves past one value (valid JSON: nesting is counted, strings skipped). */
@@ -227,6 +241,9 @@ static int take(sq_rpc_msg *m, json_t *v, scan *s)
     return 0;
 }
 
+/* Parses text already loaded as root (a reference, taken over). */
+static int parse_root(const char *text, size_t len, json_t *root, sq_rpc_parsed *out);
+
 int sq_rpc_parse(const char *text, size_t len, sq_rpc_parsed *out)
 {
     memset(out, 0, sizeof *out);
@@ -234,6 +251,142 @@ int sq_rpc_parse(const char *text, size_t len, sq_rpc_parsed *out)
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (!root)
         return SQ_RPC_PARSE_ERROR;
+    return parse_root(text, len, root, out);
+}
+
+/* ------------------------------------------------------ the _meta cache */
+
+/* True if the string literal [q, e) (quotes included) is exactly the
+ * plain text `key` (no escapes: a key spelled with escapes is not found,
+ * which only costs the cache a miss). */
+static bool literal_is(const char *q, const char *e, const char *key)
+{
+    size_t n = strlen(key);
+    return (size_t)(e - q) == n + 2 && memcmp(q + 1, key, n) == 0;
+}
+
+/* At '{': the value of the first member spelled `key`, as [*a, *b); false
+ * if there is none.  Exact on valid JSON (the only case that counts:
+ * see sq_rpc_parse_cached). */
+static bool find_member(scan *s, const char *key, const char **a, const char **b)
+{
+    if (s->p >= s->end || *s->p != '{')
+        return false;
+    s->p++;
+    for (;;) {
+        skip_ws(s);
+        if (s->p >= s->end || *s->p == '}')
+            return false;
+        if (*s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (*s->p != '"')
+            return false;
+        const char *k = s->p;
+        skip_string(s);
+        bool hit = literal_is(k, s->p, key);
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+            return false;
+        s->p++;
+        skip_ws(s);
+        const char *v = s->p;
+        skip_value(s);
+        if (hit) {
+            *a = v;
+            *b = s->p;
+            return true;
+        }
+    }
+}
+
+/* The text of params._meta in a body that is one object: [*a, *b). */
+static bool meta_span(const char *text, size_t len, const char **a, const char **b)
+{
+    scan s = {text, text + len};
+    skip_ws(&s);
+    const char *pa, *pb;
+    if (!find_member(&s, "params", &pa, &pb))
+        return false;
+    scan in = {pa, pb};
+    return find_member(&in, "_meta", a, b);
+}
+
+void sq_rpc_meta_cache_clear(sq_rpc_meta_cache *c)
+{
+    if (!c)
+        return;
+    free(c->text);
+    json_decref(c->value);
+    memset(c, 0, sizeof *c);
+}
+
+/* The params._meta of a parsed single message, if an object. */
+static json_t *meta_of(json_t *root)
+{
+    json_t *m = json_object_get(json_object_get(root, "params"), "_meta");
+    return json_is_object(m) ? m : NULL;
+}
+
+/* Why this is safe: the cached text was the exact span of a valid
+ * message's params._meta, so it is a complete JSON object on its own.
+ * The body with that span replaced by the token 0 is what jansson checks;
+ * if it accepts it, and finds the 0 at params._meta, then the scanner
+ * (exact on valid JSON, and blind to the bytes after the span until it
+ * has skipped them, which it does the same way over the cached object
+ * and over the 0) put the span where jansson has params._meta, and the
+ * original body is that accepted text with the object in place of the
+ * 0: valid, with exactly these messages.  Anything else falls back to the
+ * whole parse. */
+int sq_rpc_parse_cached(const char *text, size_t len, sq_rpc_meta_cache *c,
+                        sq_rpc_parsed *out)
+{
+    const char *a, *b;
+    bool found = c && len > 8 && memmem(text, len, "\"_meta\"", 7) &&
+                 meta_span(text, len, &a, &b);
+    if (found && c->value && (size_t)(b - a) == c->len && memcmp(a, c->text, c->len) == 0) {
+        size_t head = (size_t)(a - text), tail = len - (size_t)(b - text);
+        size_t n = head + 1 + tail;
+        char *t = malloc(n);
+        if (t) {
+            memcpy(t, text, head);
+            t[head] = '0';
+            memcpy(t + head + 1, b, tail);
+            memset(out, 0, sizeof *out);
+            json_error_t err;
+            json_t *root = json_loadb(t, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+            json_t *params = json_object_get(root, "params");
+            json_t *zero = json_object_get(params, "_meta");
+            if (json_is_object(root) && json_is_integer(zero) && json_integer_value(zero) == 0 &&
+                json_object_set(params, "_meta", c->value) == 0) {
+                int rc = parse_root(t, n, root, out);
+                free(t);
+                return rc;
+            }
+            json_decref(root);
+            free(t);
+        }
+    }
+    memset(out, 0, sizeof *out);
+    json_error_t err;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    if (!root)
+        return SQ_RPC_PARSE_ERROR;
+    json_t *meta = found && json_is_object(root) ? meta_of(root) : NULL;
+    char *copy = meta ? malloc((size_t)(b - a)) : NULL;
+    if (copy) {
+        sq_rpc_meta_cache_clear(c);
+        memcpy(copy, a, (size_t)(b - a));
+        c->text = copy;
+        c->len = (size_t)(b - a);
+        c->value = json_incref(meta);
+    }
+    return parse_root(text, len, root, out);
+}
+
+static int parse_root(const char *text, size_t len, json_t *root, sq_rpc_parsed *out)
+{
     int rc = 0;
     scan s = {text, text + len};
     skip_ws(&s);

@@ -41,6 +41,7 @@ typedef struct hconn {
     sq_tracker *trk;             /* 2026-07-28 requests of this connection */
     int status;                  /* the reader's error status, if any */
     bool admin;                  /* the admin listener: monitoring only */
+    sq_rpc_meta_cache meta;      /* the handler's: the peer's last _meta */
 } hconn;
 
 /* ------------------------------------------------------------ the reader */
@@ -401,6 +402,22 @@ static char *mcp_header(const sq_http_request *req, const char *name, bool *bad)
     return strdup(v);
 }
 
+/* True if header `name` is there and its value (decoded) is `want`.  The
+ * plain form, the common one, is compared where it lies. */
+static bool mcp_header_is(const sq_http_request *req, const char *name, const char *want)
+{
+    const char *v = sq_http_header_get(req, name);
+    if (!v)
+        return false;
+    if (strncmp(v, "=?base64?", 9) != 0)
+        return strcmp(v, want) == 0;
+    bool bad;
+    char *d = mcp_header(req, name, &bad);
+    bool same = d && strcmp(d, want) == 0;
+    free(d);
+    return same;
+}
+
 /* The body field the Mcp-Name header must match, for a method. */
 static const char *name_field(const char *method)
 {
@@ -422,6 +439,8 @@ static const char *name_field(const char *method)
 static int check_param_headers(sq_srv *s, const sq_http_request *req,
                                json_t *params)
 {
+    if (!atomic_load(&s->param_headers))
+        return 0; /* no tool has such arguments: nothing to look up */
     const char *tool = json_string_value(json_object_get(params, "name"));
     sq_entry *e = tool ? sq_registry_find(s, SQ_ENTRY_TOOL, tool) : NULL;
     if (!e)
@@ -493,22 +512,14 @@ static int modern_post(hconn *c, const sq_http_request *req, sq_rpc_msg *m,
     if (m->kind == SQ_RPC_NOTIFICATION)
         return respond_plain(c, 202, NULL); /* cancelling is closing, here */
 
-    bool bad;
-    char *hm = mcp_header(req, "mcp-method", &bad);
-    if (!hm || strcmp(hm, m->method) != 0) {
-        free(hm);
+    if (!mcp_header_is(req, "mcp-method", m->method))
         return respond_error(c, 400, m->id, SQ_MCP_ERR_HEADER_MISMATCH,
                              "the Mcp-Method header must equal the request's method",
                              NULL);
-    }
-    free(hm);
     const char *field = name_field(m->method);
     if (field) {
-        char *hn = mcp_header(req, "mcp-name", &bad);
         const char *bn = json_string_value(json_object_get(m->params, field));
-        bool ok = hn && bn && strcmp(hn, bn) == 0;
-        free(hn);
-        if (!ok)
+        if (!bn || !mcp_header_is(req, "mcp-name", bn))
             return respond_error(c, 400, m->id, SQ_MCP_ERR_HEADER_MISMATCH,
                                  "the Mcp-Name header must equal the request's "
                                  "name, uri or taskId",
@@ -1017,7 +1028,7 @@ static int handle(hconn *c, sq_http_request *req, bool *close)
                              "and text/event-stream",
                              NULL);
     sq_rpc_parsed p;
-    int rc = sq_rpc_parse(req->body, req->body_len, &p);
+    int rc = sq_rpc_parse_cached(req->body, req->body_len, &c->meta, &p);
     if (rc == SQ_RPC_PARSE_ERROR)
         return respond_error(c, 400, NULL, rc, "Parse error: not one JSON value", NULL);
     if (rc == SQ_RPC_INVALID_REQUEST)
@@ -1125,6 +1136,7 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io, bool admin)
     }
     sq_mpsc_destroy(&c.reqs);
     sq_http_reader_free(c.rd);
+    sq_rpc_meta_cache_clear(&c.meta);
     sq_tracker_unref(c.trk);
     sq_io_close(io);
 }

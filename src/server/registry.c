@@ -279,6 +279,12 @@ int sq_mcp_add_tool(sq_srv *s, const sq_mcp_tool_def *d)
         json_object_set(e->desc, "annotations", d->annotations);
         json_incref(d->annotations);
     }
+    const char *k;
+    json_t *prop;
+    json_object_foreach(json_object_get(d->input_schema, "properties"), k, prop) {
+        if (json_object_get(prop, "x-mcp-header"))
+            atomic_store(&s->param_headers, true);
+    }
     if (d->flags & SQ_MCP_VALIDATE) {
         char err[256];
         if (!(e->schema = sq_schema_compile(d->input_schema, err, sizeof err))) {

@@ -336,6 +336,9 @@ struct sq_srv {
     atomic_llong requests_total;
     atomic_llong dropped;       /* notifications dropped: queues full */
     json_t *server_info;        /* serverInfo (sq_server_info), shared */
+    atomic_bool param_headers;  /* a tool with x-mcp-header arguments was
+                                 * registered (ever): tools/call then checks
+                                 * the Mcp-Param-* headers (http.c) */
     /* A 2026-07-28 result's envelope as JSON text, encoded once (see
      * decorate in dispatch.c): the _meta member with serverInfo, and
      * resultType "complete" before it.  NULL: built per answer. */

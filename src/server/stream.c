@@ -20,6 +20,7 @@ typedef struct sconn {
     sq_sess *sess;          /* the legacy session, once initialized */
     sq_tracker *trk;        /* 2026-07-28 requests */
     sq_task writer;
+    sq_rpc_meta_cache meta;  /* the reader's: the peer's last _meta */
 } sconn;
 
 /* ------------------------------------------------------------ writing */
@@ -306,7 +307,7 @@ static int answered(sq_rpc_parsed *p)
 static void line(sconn *c, const char *text, size_t len)
 {
     sq_rpc_parsed p;
-    int rc = sq_rpc_parse(text, len, &p);
+    int rc = sq_rpc_parse_cached(text, len, &c->meta, &p);
     if (rc == SQ_RPC_PARSE_ERROR || rc == SQ_RPC_INVALID_REQUEST) {
         reply_error(c, NULL, NULL, rc,
                     rc == SQ_RPC_PARSE_ERROR ? "Parse error: not one JSON value"
@@ -408,4 +409,5 @@ out:
         sq_sess_unref(c.sess);
     sq_tracker_unref(c.trk);
     sq_outq_unref(c.q);
+    sq_rpc_meta_cache_clear(&c.meta);
 }

@@ -154,3 +154,75 @@ TEST(errors_and_notifications_are_single_lines)
     json_decref(data);
     sq__strbuf_free(&b);
 }
+
+/* ------------------------------------------------------ the _meta cache */
+
+#define META "{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"," \
+             "\"io.modelcontextprotocol/clientCapabilities\":{}}"
+
+/* Parses text with and without the cache (warmed first by a message with
+ * META); the two must agree: the same code and equal messages. */
+static void same_with_cache(const char *text, bool want_hit)
+{
+    sq_rpc_meta_cache c = {0};
+    sq_rpc_parsed w;
+    const char *warm = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"x\",\"params\":{\"_meta\":" META "}}";
+    CHECK_EQ(sq_rpc_parse_cached(warm, strlen(warm), &c, &w), 0);
+    CHECK(c.value != NULL);
+    sq_rpc_parsed_free(&w);
+    json_t *warmed = json_incref(c.value);
+    sq_rpc_parsed a, b;
+    int ra = sq_rpc_parse(text, strlen(text), &a);
+    int rb = sq_rpc_parse_cached(text, strlen(text), &c, &b);
+    if (ra != rb)
+        fprintf(stderr, "differs on %s: %d vs %d\n", text, ra, rb);
+    CHECK_EQ(ra, rb);
+    if (ra == 0) {
+        CHECK_EQ(a.n, b.n);
+        for (size_t i = 0; i < a.n && i < b.n; i++) {
+            CHECK(json_equal(a.msgs[i].json, b.msgs[i].json));
+            CHECK_EQ(a.msgs[i].kind, b.msgs[i].kind);
+            CHECK((a.msgs[i].id == NULL) == (b.msgs[i].id == NULL));
+            if (a.msgs[i].id && b.msgs[i].id)
+                CHECK(strcmp(a.msgs[i].id, b.msgs[i].id) == 0);
+        }
+        /* A hit gives the cached object itself. */
+        json_t *m = b.n == 1 ? json_object_get(b.msgs[0].params, "_meta") : NULL;
+        if ((m != NULL && m == warmed) != want_hit)
+            fprintf(stderr, "hit or miss wrong on %s\n", text);
+        CHECK_EQ(m != NULL && m == warmed, want_hit);
+        sq_rpc_parsed_free(&a);
+        sq_rpc_parsed_free(&b);
+    } else {
+        CHECK(!want_hit);
+    }
+    json_decref(warmed);
+    sq_rpc_meta_cache_clear(&c);
+}
+
+TEST(the_meta_cache_changes_nothing_but_the_work)
+{
+    /* Hits: the same envelope, wherever it sits in params. */
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":"
+                    "{\"name\":\"echo\",\"arguments\":{\"t\":\"x\"},\"_meta\":" META "}}", true);
+    same_with_cache("{\"params\":{\"_meta\":" META ",\"name\":\"e\"},\"jsonrpc\":\"2.0\","
+                    "\"id\":\"a\",\"method\":\"m\"}", true);
+    same_with_cache(" { \"jsonrpc\" : \"2.0\" , \"id\" : 1 , \"method\" : \"m\" , \"params\" : "
+                    "{ \"_meta\" : " META " } } ", true);
+    /* Misses that parse: another envelope, a key spelled with escapes,
+     * the envelope's text inside a string or in another member. */
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":{}}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"\\u005fmeta\":" META "}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"s\":\"\\\"_meta\\\":" "x\"}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":{\"_meta\":" META "}}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"_meta\":" META "}", false);
+    same_with_cache("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META "}}]", false);
+    /* Refused either way: duplicates, trailing bytes, bad values after the
+     * envelope, a number glued to it, truncation. */
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META ",\"_meta\":" META "}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META "}}x", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META ",\"b\":tru}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META "5}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META, false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"x\":\"" "\"_meta\":" META "}}", false);
+}
