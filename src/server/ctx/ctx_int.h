@@ -70,6 +70,11 @@ void ver_unref(ctx_ver *v);
  * limit), -ENOMEM.  Likewise the metadata. */
 int ver_set_doc(ctx_ver *v, json_t *doc, size_t max);
 int ver_set_meta(ctx_ver *v, json_t *meta, size_t max);
+/* A version from what the store keeps (its document and metadata as JSON
+ * text): NULL if memory runs out or a text is not JSON.  Never waits. */
+ctx_ver *ver_from_store(uint64_t version, int64_t created_at, int64_t updated_at, int kind,
+                        const char *actor, const char *doc, size_t doc_len,
+                        const char *meta, size_t meta_len);
 
 /* ---------------------------------------------------------------- contexts */
 

@@ -128,25 +128,10 @@ typedef struct parse_arg {
 static ctx_obj *obj_of(sq_ctx_mgr *m, const row *r)
 {
     (void)m;
-    json_error_t je;
-    ctx_ver *v = ver_new();
+    ctx_ver *v = ver_from_store(r->version, r->created_at, r->updated_at, r->kind, r->actor,
+                                r->doc, r->doc_len, r->meta, r->meta_len);
     if (!v)
         return NULL;
-    v->version = r->version;
-    v->created_at = r->created_at;
-    v->updated_at = r->updated_at;
-    v->kind = r->kind;
-    v->actor = strdup(r->actor);
-    json_t *doc = json_loadb(r->doc, r->doc_len, JSON_DECODE_ANY, &je);
-    json_t *meta = json_loadb(r->meta, r->meta_len, 0, &je);
-    if (!doc || !meta || !v->actor || ver_set_doc(v, doc, 0) || ver_set_meta(v, meta, 0)) {
-        if (!v->doc)
-            json_decref(doc);
-        if (!v->meta)
-            json_decref(meta);
-        ver_unref(v);
-        return NULL;
-    }
     ctx_obj *o = obj_new(r->id, v, true);
     if (!o) {
         ver_unref(v);

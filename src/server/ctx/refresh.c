@@ -36,25 +36,10 @@ typedef struct reload_job {
 static int reload_fn(void *arg, const sq_store_ctx *c)
 {
     reload_job *j = arg;
-    json_error_t je;
-    ctx_ver *v = ver_new();
+    ctx_ver *v = ver_from_store(c->version, c->created_at, c->updated_at, c->kind, c->actor,
+                                c->doc, c->doc_len, c->meta, c->meta_len);
     if (!v)
-        return -ENOMEM;
-    v->version = c->version;
-    v->created_at = c->created_at;
-    v->updated_at = c->updated_at;
-    v->kind = c->kind;
-    v->actor = strdup(c->actor ? c->actor : "");
-    json_t *doc = json_loadb(c->doc, c->doc_len, JSON_DECODE_ANY, &je);
-    json_t *meta = json_loadb(c->meta, c->meta_len, 0, &je);
-    if (!doc || !meta || !v->actor || ver_set_doc(v, doc, 0) || ver_set_meta(v, meta, 0)) {
-        if (!v->doc)
-            json_decref(doc);
-        if (!v->meta)
-            json_decref(meta);
-        ver_unref(v);
-        return -EPROTO;
-    }
+        return -EPROTO; /* no memory, or not JSON */
     for (size_t i = 0; i < c->nsnapshots; i++)
         if (marks_add(&j->snaps, c->snapshots[i].name, c->snapshots[i].version,
                       c->snapshots[i].at, NULL, true) != 0)

@@ -70,6 +70,32 @@ int ver_set_meta(ctx_ver *v, json_t *meta, size_t max)
     return set_text(meta, max, &v->meta_text, &v->meta_len);
 }
 
+ctx_ver *ver_from_store(uint64_t version, int64_t created_at, int64_t updated_at, int kind,
+                        const char *actor, const char *doc, size_t doc_len,
+                        const char *meta, size_t meta_len)
+{
+    json_error_t je;
+    ctx_ver *v = ver_new();
+    if (!v)
+        return NULL;
+    v->version = version;
+    v->created_at = created_at;
+    v->updated_at = updated_at;
+    v->kind = kind;
+    v->actor = strdup(actor ? actor : "");
+    json_t *d = json_loadb(doc, doc_len, JSON_DECODE_ANY, &je);
+    json_t *mt = json_loadb(meta, meta_len, 0, &je);
+    if (!d || !mt || !v->actor || ver_set_doc(v, d, 0) || ver_set_meta(v, mt, 0)) {
+        if (!v->doc)
+            json_decref(d);
+        if (!v->meta)
+            json_decref(mt);
+        ver_unref(v);
+        return NULL;
+    }
+    return v;
+}
+
 /* ------------------------------------------------------------------ marks */
 
 int marks_add(ctx_marks *k, const char *name, uint64_t version, int64_t at,
