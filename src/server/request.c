@@ -407,6 +407,8 @@ static void *req_main(void *arg)
     tracker_release_permits(r);
     sq_req_finish(r, b.buf, b.len);
     sq__strbuf_free(&b);
+    if (r->srv->cfg.test_linger)
+        sq_sleep(r->srv->cfg.test_linger);
     deadline_remove(r);
     tracker_leave(r);
     /* Done with the handle: detach it under the lock cancellers use. */

@@ -148,7 +148,13 @@ static void reuse_at_once(mt_conn *c, bool modern)
 
 MT_TEST(id_reused_as_soon_as_answered)
 {
-    mt_server *m = mt_start();
+    /* Each request lingers after its answer, still listed: an id must be
+     * free again once answered, not once its request has left. */
+    sq_srv_config cfg;
+    mt_config(&cfg);
+    cfg.test_linger = 20 * SQ_MSEC;
+    mt_server *m = mt_start_with(&cfg);
+    sq_srv_config_free(&cfg);
     for (int modern = 0; modern < 2; modern++) {
         mt_conn *c = mt_tcp(m);
         reuse_at_once(c, modern);

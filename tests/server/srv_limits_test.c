@@ -41,9 +41,17 @@ static void two_per_client(sq_srv_config *c)
 /* A client that keeps exactly the limit in flight, sending the next
  * request as each answer comes, is never refused: a request's permit is
  * back before its answer goes. */
+/* Two per client, and each request lingers after its answer (so that
+ * permits given back only as it leaves would be seen missing). */
+static void two_per_client_lingering(sq_srv_config *c)
+{
+    two_per_client(c);
+    c->test_linger = 2 * SQ_MSEC;
+}
+
 MT_TEST(a_client_at_its_limit_may_send_as_each_answer_comes)
 {
-    mt_server *m = start(two_per_client);
+    mt_server *m = start(two_per_client_lingering);
     mt_conn *c = mt_tcp(m);
     mt_init(c, "2025-11-25");
     int sent = 0;

@@ -86,6 +86,11 @@ typedef struct sq_srv_config {
     size_t nplugins;
     bool plugin_admin;
     int64_t plugin_timeout;
+    /* Tests only (no flag, no config key): a request waits this long after
+     * its answer went before it leaves its client's list (0: not at all),
+     * which widens the window in which an answered request is still
+     * listed: what it holds then must not be visible to its client. */
+    int64_t test_linger;
 } sq_srv_config;
 
 /* squirreld's store when neither --store nor the config file names one. */
