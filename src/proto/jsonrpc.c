@@ -319,7 +319,9 @@ void sq_rpc_meta_cache_clear(sq_rpc_meta_cache *c)
         return;
     free(c->text);
     json_decref(c->value);
-    memset(c, 0, sizeof *c);
+    c->text = NULL;
+    c->len = 0;
+    c->value = NULL;
 }
 
 /* The params._meta of a parsed single message, if an object. */
@@ -358,10 +360,17 @@ int sq_rpc_parse_cached(const char *text, size_t len, sq_rpc_meta_cache *c,
             json_t *root = json_loadb(t, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
             json_t *params = json_object_get(root, "params");
             json_t *zero = json_object_get(params, "_meta");
+            /* A copy (a quarter of a parse): a shared object would be
+             * freed by whichever holder lets go last, inside jansson,
+             * whose own counts are not ordered for other threads (see
+             * sq_proto/jansson.h); and a handler may change its params. */
+            json_t *copy = NULL;
             if (json_is_object(root) && json_is_integer(zero) && json_integer_value(zero) == 0 &&
-                json_object_set(params, "_meta", c->value) == 0) {
+                (copy = json_deep_copy(c->value)) != NULL &&
+                json_object_set_new(params, "_meta", copy) == 0) {
                 int rc = parse_root(t, n, root, out);
                 free(t);
+                c->hits++;
                 return rc;
             }
             json_decref(root);
@@ -373,14 +382,18 @@ int sq_rpc_parse_cached(const char *text, size_t len, sq_rpc_meta_cache *c,
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (!root)
         return SQ_RPC_PARSE_ERROR;
+    /* Kept as a copy too: nothing of a message is shared with the cache. */
     json_t *meta = found && json_is_object(root) ? meta_of(root) : NULL;
-    char *copy = meta ? malloc((size_t)(b - a)) : NULL;
+    json_t *value = meta ? json_deep_copy(meta) : NULL;
+    char *copy = value ? malloc((size_t)(b - a)) : NULL;
     if (copy) {
         sq_rpc_meta_cache_clear(c);
         memcpy(copy, a, (size_t)(b - a));
         c->text = copy;
         c->len = (size_t)(b - a);
-        c->value = json_incref(meta);
+        c->value = value;
+    } else {
+        json_decref(value);
     }
     return parse_root(text, len, root, out);
 }

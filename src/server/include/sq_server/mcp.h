@@ -81,10 +81,7 @@ json_t *sq_mcp_client_caps(const sq_mcp_req *r);
 bool sq_mcp_client_has(const sq_mcp_req *r, const char *cap);
 /* The legacy session's id (HTTP), or NULL. */
 const char *sq_mcp_session_id(const sq_mcp_req *r);
-/* The method and params of the request (borrowed).  Read-only: params
- * and the capabilities above may share their _meta object with other
- * requests of the same connection (jsonrpc.h, sq_rpc_meta_cache), so a
- * handler that wants to change them changes a copy.  Never wait. */
+/* The method and params of the request (borrowed). */
 const char *sq_mcp_method(const sq_mcp_req *r);
 json_t *sq_mcp_params(const sq_mcp_req *r);
 
