@@ -9,14 +9,19 @@
  * with one call of the store (one round trip); a batch that fails is
  * tried again, whole and first, with backoff, while the list fills up to
  * EV_MAX_BYTES (then new events are refused, and their streams stop
- * being stored).  The writer also prunes events older than the
- * retention, every EV_PRUNE_EVERY at most. */
+ * being stored).  A batch the database keeps refusing (not a lost
+ * connection: the statement fails) for EV_REFUSED_FOR is dropped, and
+ * its streams are listed as lost: their later events are refused too,
+ * so that what is stored of a stream never has a gap.  The writer also
+ * prunes events older than the retention, every EV_PRUNE_EVERY at
+ * most. */
 #include "events.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sq_proto/jansson.h"
 #include "sq_proto/sse.h"
 #include "store/store.h"
 
@@ -27,9 +32,12 @@
 #define EV_BATCH_BYTES ((size_t)4 << 20)
 #define EV_BACKOFF_MIN (50 * SQ_MSEC)
 #define EV_BACKOFF_MAX (2 * SQ_SEC)
-/* A batch the database refuses (not a lost connection) is tried this
- * many times, then dropped (counted, logged). */
-#define EV_REFUSED_TRIES 5
+/* A batch the database refuses (not a lost connection) is tried for this
+ * long, then dropped (counted, logged; its streams are lost). */
+#define EV_REFUSED_FOR (30 * SQ_SEC)
+/* At most this many lost streams are remembered; past it, nothing more
+ * is stored by this instance. */
+#define EV_LOST_MAX 65536
 #define EV_PRUNE_EVERY (60 * SQ_SEC)
 /* The retention when sessions never expire (session_idle 0). */
 #define EV_RETAIN_DEFAULT (30 * 60 * SQ_SEC)
@@ -46,10 +54,11 @@ struct sq_evrec {
 struct sq_events {
     sq_srv *srv;
     sq_store *store;
-    sq__spin lock;              /* list, bytes, closed */
+    sq__spin lock;              /* list, bytes, closed, lost */
     struct sq__list list;
     size_t bytes;               /* data in the list and in the batch */
     bool closed;                /* stopped: puts are refused */
+    json_t *lost;               /* "session/stream" -> true: not stored */
     atomic_bool stopping;
     sq_notify wake;
     sq_task writer;
@@ -74,11 +83,21 @@ sq_evrec *sq__events_rec_new(const sq_outq *q, const char *text, size_t len)
     return r;
 }
 
+static void lost_key(char *key, size_t n, const sq_evrec *r)
+{
+    snprintf(key, n, "%s/%llu", r->session, (unsigned long long)r->stream);
+}
+
 static bool put(sq_events *ev, sq_evrec *r, bool wake)
 {
     bool ok;
+    char key[64];
     sq__spin_lock(&ev->lock);
     ok = !ev->closed && (r->gone || ev->bytes + r->len <= EV_MAX_BYTES);
+    if (ok && !r->gone && json_object_size(ev->lost)) {
+        lost_key(key, sizeof key, r);
+        ok = json_object_get(ev->lost, key) == NULL;
+    }
     if (ok) {
         ev->bytes += r->len;
         sq__list_push_back(&ev->list, &r->link);
@@ -181,13 +200,27 @@ static int commit(sq_events *ev, struct sq__list *b, size_t n, char *err, size_t
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    sq__spin_lock(&ev->lock);
+    bool any_lost = json_object_size(ev->lost) > 0;
+    sq__spin_unlock(&ev->lock);
     SQ__LIST_FOREACH(l, b) {
         sq_evrec *r = sq__list_entry(l, sq_evrec, link);
-        if (r->gone)
+        if (r->gone) {
             j.gone[j.ngone++] = r->session;
-        else
-            j.evs[j.n++] = (sq_store_event){.session = r->session, .stream = r->stream,
-                                            .seq = r->seq, .data = r->data, .len = r->len};
+            continue;
+        }
+        if (any_lost) {
+            /* Queued before its stream was lost: not stored either. */
+            char key[64];
+            lost_key(key, sizeof key, r);
+            sq__spin_lock(&ev->lock);
+            bool skip = json_object_get(ev->lost, key) != NULL;
+            sq__spin_unlock(&ev->lock);
+            if (skip)
+                continue;
+        }
+        j.evs[j.n++] = (sq_store_event){.session = r->session, .stream = r->stream,
+                                        .seq = r->seq, .data = r->data, .len = r->len};
     }
     int rc = sq_store_run(ev->store, write_main, &j);
     if (rc == 0)
@@ -201,7 +234,9 @@ static int commit(sq_events *ev, struct sq__list *b, size_t n, char *err, size_t
     return rc;
 }
 
-/* Frees the batch b and takes its data off the writer's count. */
+/* Frees the batch b and takes its data off the writer's count.  `lost`:
+ * it was not stored, so its streams are lost; else the lost streams of
+ * the sessions it ended are forgotten. */
 static void batch_done(sq_events *ev, struct sq__list *b, bool lost)
 {
     size_t bytes = 0, n = 0;
@@ -211,6 +246,24 @@ static void batch_done(sq_events *ev, struct sq__list *b, bool lost)
         sq_evrec *r = sq__list_entry(l, sq_evrec, link);
         bytes += r->len;
         n += !r->gone;
+        char key[64];
+        sq__spin_lock(&ev->lock);
+        if (lost && !r->gone) {
+            lost_key(key, sizeof key, r);
+            if (json_object_size(ev->lost) >= EV_LOST_MAX)
+                ev->closed = true;
+            else
+                json_object_set_new(ev->lost, key, json_true());
+        } else if (!lost && r->gone && json_object_size(ev->lost)) {
+            size_t k = strlen(r->session);
+            const char *name;
+            json_t *v, *tmp;
+            json_object_foreach_safe(ev->lost, tmp, name, v) {
+                if (strncmp(name, r->session, k) == 0 && name[k] == '/')
+                    json_object_del(ev->lost, name);
+            }
+        }
+        sq__spin_unlock(&ev->lock);
         free(r);
         l = next;
     }
@@ -228,7 +281,7 @@ static void *writer_main(void *arg)
     sq__list_init(&batch);
     size_t n = 0;
     int64_t backoff = EV_BACKOFF_MIN;
-    int refused = 0;
+    int64_t refused_since = 0;   /* the batch's first refusal, or 0 */
     int64_t every = ev->retain / 2 < EV_PRUNE_EVERY ? ev->retain / 2 : EV_PRUNE_EVERY;
     if (every < SQ_SEC)
         every = SQ_SEC;
@@ -259,16 +312,20 @@ static void *writer_main(void *arg)
             batch_done(ev, &batch, false);
             n = 0;
             backoff = EV_BACKOFF_MIN;
-            refused = 0;
+            refused_since = 0;
             continue;
         }
-        /* -EIO: the database refused the batch itself (it will again). */
-        if (stopping || rc == -ECANCELED || (rc == -EIO && ++refused >= EV_REFUSED_TRIES)) {
+        /* -EIO: the database refused the batch itself (it may again). */
+        if (rc == -EIO && !refused_since)
+            refused_since = sq_now();
+        if (stopping || rc == -ECANCELED || rc == -ENOMEM ||
+            (refused_since && sq_now() - refused_since >= EV_REFUSED_FOR)) {
             sq_srv_log(ev->srv, SQ_MCP_WARNING, "events", NULL,
-                       "%zu stream events not stored: %s", n, err);
+                       "%zu stream events not stored (their streams no longer are): %s",
+                       n, err);
             batch_done(ev, &batch, true);
             n = 0;
-            refused = 0;
+            refused_since = 0;
             continue;
         }
         /* Tried again after a pause (a stop cuts it short). */
@@ -305,6 +362,12 @@ int sq_events_start(sq_srv *s, char *err, size_t errlen)
     }
     ev->srv = s;
     ev->store = st;
+    ev->lost = json_object();
+    if (!ev->lost) {
+        free(ev);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     sq__list_init(&ev->list);
     sq_notify_init(&ev->wake);
     ev->retain = s->cfg.session_idle > 0 ? s->cfg.session_idle : EV_RETAIN_DEFAULT;
@@ -312,6 +375,7 @@ int sq_events_start(sq_srv *s, char *err, size_t errlen)
     int rc = sq_spawn(&ev->writer, writer_main, ev, &so);
     if (rc) {
         snprintf(err, errlen, "cannot start the stream events' writer: %s", sq_strerror(rc));
+        json_decref(ev->lost);
         free(ev);
         return rc;
     }
@@ -345,6 +409,7 @@ void sq_events_free(sq_srv *s)
         free(sq__list_entry(l, sq_evrec, link));
         l = next;
     }
+    json_decref(ev->lost);
     free(ev);
 }
 
@@ -354,13 +419,20 @@ typedef struct replay_job {
     sq_store *st;
     const char *session;
     uint64_t stream, after;
+    uint64_t next;              /* the seq the next event must have */
     sq__strbuf *sse;
     int rc;
 } replay_job;
 
+/* Events are replayed only while their seqs follow on from `after`: the
+ * retention prunes a stream's oldest events first, and a replay that
+ * skipped the pruned ones would hide that they were missed. */
 static int replay_row(void *arg, const sq_store_event *e)
 {
     replay_job *j = arg;
+    if (e->seq != j->next)
+        return -ERANGE;
+    j->next++;
     char id[48];
     snprintf(id, sizeof id, "%llu-%llu", (unsigned long long)e->stream,
              (unsigned long long)e->seq);
@@ -391,7 +463,12 @@ int sq_events_replay(sq_srv *s, const char *session, uint64_t stream, uint64_t a
     if (!s->events || !session_id_ok(session))
         return -ENOENT;
     replay_job j = {.st = s->events->store, .session = session, .stream = stream,
-                    .after = after, .sse = sse};
+                    .after = after, .next = after + 1, .sse = sse};
     int rc = sq_store_run(j.st, replay_main, &j);
-    return rc ? rc : j.rc;
+    if (rc == 0)
+        rc = j.rc;
+    /* The events right after `after` are gone: nothing to resume from. */
+    if (rc == -ERANGE)
+        rc = j.next == after + 1 ? -ENOENT : 0;
+    return rc;
 }

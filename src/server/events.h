@@ -44,8 +44,10 @@ void sq_events_session_ended(sq_srv *s, const char *session);
 
 /* The replay of a stream from the store: its stored events with seq >
  * after, as SSE events with their ids ("<stream>-<seq>") appended to
- * sse.  0; -ENOENT when nothing at all is stored for that stream (or
- * there is no such store); another negative errno when the store could
+ * sse, as long as their seqs follow on from `after` without a gap.  0;
+ * -ENOENT when nothing at all is stored for that stream, or the event
+ * right after `after` is no longer stored while later ones are (pruned),
+ * or there is no such store; another negative errno when the store could
  * not be read.  Waits as a task for the database; cancellation is masked
  * while it does. */
 int sq_events_replay(sq_srv *s, const char *session, uint64_t stream, uint64_t after,
