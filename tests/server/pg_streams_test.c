@@ -13,7 +13,9 @@
  *    its beginning, or as an empty stream when nothing follows the id;
  *    once the session is DELETEd its rows are gone from the table and
  *    the replay is 404.
- *  - A Last-Event-ID of a session nobody stored is 404, as before. */
+ *  - A Last-Event-ID of a session nobody stored is 404, as before.
+ *  - A graceful stop commits every event before squirreld exits and
+ *    keeps them: a new instance replays the stream to its response. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +320,45 @@ static void replay_and_delete(node *a, node *b)
     free(sid);
 }
 
+/* A graceful stop (SIGTERM) of B with a stream in flight: the request
+ * ends within the grace period, the writer commits everything before
+ * squirreld exits (0), and the session's events stay (a stop is not the
+ * session's end): an instance started again replays them to the end. */
+static void graceful_stop_keeps_the_stream(node *b, const char *uri)
+{
+    char *sid = session_at(b);
+    char *hd = mt_sess_headers(sid, VERSION);
+    mt_http *h = mt_http_at(b->port);
+    char *body = call_sleep(9, 1000, 10);
+    mt_http_post(h, hd, body);
+    free(body);
+    mt_resp *r = mt_http_next(h);
+    CHECK(r && r->status == 200);
+    mt_event ev;
+    long long stream = 0, seq = -1;
+    for (int i = 0; r && i <= 2; i++) { /* the priming event, two more */
+        CHECK(mt_sse_next(h, r, &ev));
+        CHECK(parse_id(ev.id, &stream, &seq) && seq == i);
+        mt_event_free(&ev);
+    }
+    kill(b->ch->pid, SIGTERM);
+    mt_http_close(h); /* a legacy request goes on without its client */
+    CHECK_EQ(mt_child_wait(b->ch, sq_now() + MT_WAIT), 0);
+    /* Ten progress events and the response, none deleted. */
+    CHECK_EQ(db_count(sid, stream, 0), 11);
+    node c;
+    CHECK(node_start(&c, uri));
+    mt_http *h2;
+    char last[48];
+    snprintf(last, sizeof last, "%lld-2", stream);
+    r = resume(c.port, sid, last, &h2);
+    expect_replay(h2, r, sid, stream, 2);
+    mt_http_close(h2);
+    mt_child_free(c.ch);
+    free(hd);
+    free(sid);
+}
+
 static void unknown_session_is_404(node *b)
 {
     static const char *const bad[] = {"1-0", "5-17", "junk", "1-", "-1", "1-2-3"};
@@ -346,6 +387,7 @@ MT_TEST(legacy_streams_resume_on_another_instance)
     unknown_session_is_404(&b);
     replay_and_delete(&a, &b);
     resume_after_a_kill(&a, &b);
+    graceful_stop_keeps_the_stream(&b, pg->uri);
 
     pgc_close(&db);
     mt_child_free(a.ch);
