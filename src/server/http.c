@@ -15,6 +15,7 @@
  * SSE stream.  docs/server.md, "HTTP", lists every status the front door
  * gives and why. */
 #include "methods.h"
+#include "events.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -653,14 +654,24 @@ static int initialize(hconn *c, const sq_http_request *req, sq_rpc_msg *m)
     return rc;
 }
 
-/* Registers q as SSE stream number *n of session x (kept for resuming). */
-static void stream_register(sq_sess *x, sq_outq *q, uint64_t *n)
+/* Registers q as the session's next SSE stream (kept for resuming; and
+ * in a shared store, events.h) and returns its number.  The caller holds
+ * x->lock; q is not shared yet. */
+static uint64_t stream_register_locked(sq_sess *x, sq_outq *q)
 {
     char key[24];
-    sq_mutex_lock_nocancel(&x->lock);
-    *n = ++x->next_stream;
-    snprintf(key, sizeof key, "%llu", (unsigned long long)*n);
+    uint64_t n = ++x->next_stream;
+    snprintf(key, sizeof key, "%llu", (unsigned long long)n);
+    sq_events_attach(x->srv, q, x->id, n);
     json_object_set_new(x->streams, key, json_integer((intptr_t)sq_outq_ref(q)));
+    return n;
+}
+
+/* The same, taking the lock. */
+static void stream_register(sq_sess *x, sq_outq *q, uint64_t *n)
+{
+    sq_mutex_lock_nocancel(&x->lock);
+    *n = stream_register_locked(x, q);
     sq_mutex_unlock(&x->lock);
 }
 
@@ -826,6 +837,53 @@ static void replay_one(const sq_outmsg *m, void *arg)
     x->final |= m->final;
 }
 
+/* A GET with Last-Event-ID for a session this instance does not have:
+ * the stream's events kept in a shared store (events.h) after that id,
+ * replayed with their ids, then the end of the stream.  Nothing stored
+ * for that stream (or no such store): 404 session not found, as
+ * without one. */
+static int stored_replay(hconn *c, const sq_http_request *req)
+{
+    const char *sid = sq_http_header_get(req, "mcp-session-id");
+    const char *last = sq_http_header_get(req, "last-event-id");
+    char *end;
+    uint64_t n = strtoull(last, &end, 10);
+    uint64_t after = 0;
+    bool ok = end != last && *end == '-' && end[1] >= '0' && end[1] <= '9';
+    if (ok) {
+        after = strtoull(end + 1, &end, 10);
+        ok = *end == '\0';
+    }
+    if (!ok || !c->srv->events)
+        return session_error(c, 404);
+    sq__strbuf b = SQ__STRBUF_INIT;
+    int rc = sq_events_replay(c->srv, sid, n, after, &b);
+    if (rc == -ENOENT) {
+        sq__strbuf_free(&b);
+        return session_error(c, 404);
+    }
+    if (rc) {
+        sq__strbuf_free(&b);
+        char msg[160];
+        snprintf(msg, sizeof msg, "Service Unavailable: the stored events of this "
+                 "session cannot be read now (%s)", sq_strerror(rc));
+        return respond_error(c, 503, NULL, -32000, msg, NULL);
+    }
+    const char *hdr[3] = {"Cache-Control: no-cache", "X-Accel-Buffering: no", NULL};
+    char sh[80];
+    snprintf(sh, sizeof sh, "Mcp-Session-Id: %s", sid);
+    hdr[2] = sh;
+    rc = sq_http_stream_begin(c->io, req, 200, "text/event-stream", hdr, 3);
+    if (rc == 0 && b.len) {
+        sq_mon_bytes(c->srv, 0, b.len);
+        rc = sq_http_stream_chunk(c->io, b.buf, b.len);
+    }
+    if (rc == 0)
+        rc = sq_http_stream_end(c->io);
+    sq__strbuf_free(&b);
+    return rc;
+}
+
 static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
 {
     const char *accept = sq_http_header_get(req, "accept");
@@ -835,6 +893,8 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
                              NULL);
     int status;
     sq_sess *x = session_of(c, req, &status);
+    if (!x && status == 404 && sq_http_header_get(req, "last-event-id"))
+        return stored_replay(c, req);
     if (!x)
         return session_error(c, status);
     int rc;
@@ -866,6 +926,8 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
         bool busy = x->unsolicited != NULL;
         if (!busy) {
             q = sq_outq_new(c->srv->cfg.out_queue_bytes, true);
+            if (q)
+                n = stream_register_locked(x, q);
             x->unsolicited = q ? sq_outq_ref(q) : NULL;
         }
         sq_mutex_unlock(&x->lock);
@@ -879,7 +941,6 @@ static int legacy_get(hconn *c, const sq_http_request *req, bool *close)
             rc = respond_error(c, 500, NULL, SQ_RPC_INTERNAL_ERROR, "out of memory", NULL);
             goto done;
         }
-        stream_register(x, q, &n);
     }
     const char *hdr[3] = {"Cache-Control: no-cache", "X-Accel-Buffering: no", NULL};
     char sh[80];

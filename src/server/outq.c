@@ -7,6 +7,7 @@
  * a push between its last take and its wait is not lost.  The byte limit
  * keeps a client that does not read from holding unbounded memory. */
 #include "srv.h"
+#include "events.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -59,8 +60,22 @@ int sq_outq_push(sq_outq *q, const char *text, size_t len, bool final)
     m->text[len] = '\0';
     m->len = len;
     m->final = final;
+    /* A stream kept in a shared store (events.h): its events go to the
+     * store's writer too, but a response that comes first is answered
+     * as plain JSON (no event, nothing to resume), and a text with a NUL
+     * cannot be stored (nor can what follows it then). */
+    bool store = q->ev && len;
+    if (store && final) {
+        sq__spin_lock(&q->lock);
+        store = q->next_seq > 1;
+        sq__spin_unlock(&q->lock);
+    }
+    sq_evrec *ev = store ? sq__events_rec_new(q, text, len) : NULL;
+    bool kick = false;
     sq__spin_lock(&q->lock);
     int rc = 0;
+    if (store && (!ev || memchr(text, '\0', len)))
+        q->ev_broken = true;
     if (q->closed) {
         rc = -EPIPE;
     } else if (q->bytes + len > q->max_bytes && !final) {
@@ -74,8 +89,16 @@ int sq_outq_push(sq_outq *q, const char *text, size_t len, bool final)
         if (final)
             q->done = true;
         sq__list_push_back(&q->msgs, &m->link);
+        if (ev && !q->ev_broken) {
+            kick = sq__events_put(q->ev, ev, m->seq);
+            q->ev_broken = !kick;
+            ev = NULL; /* the writer's now, or freed */
+        }
     }
     sq__spin_unlock(&q->lock);
+    free(ev);
+    if (kick)
+        sq__events_kick(q->ev);
     if (rc) {
         free(m);
         return rc;

@@ -2,6 +2,7 @@
  * notifications that go to every session and listener when the registry
  * changes or a resource is updated. */
 #include "methods.h"
+#include "events.h"
 #include "sq_server/cmd.h"
 #include "sq_server/plugins.h"
 
@@ -177,7 +178,8 @@ int sq_srv_create(sq_srv **out, const sq_srv_config *c, char *err, size_t errlen
     }
     /* The context manager (a store named in the configuration): loaded
      * before the first request can reach its tools. */
-    if ((rc = sq_ctx_srv_start(s, err, errlen)) != 0) {
+    if ((rc = sq_ctx_srv_start(s, err, errlen)) != 0 ||
+        (rc = sq_events_start(s, err, errlen)) != 0) {
         sq_srv_destroy(s);
         return rc;
     }
@@ -520,7 +522,9 @@ int sq_srv_stop(sq_srv *s, int64_t grace)
     sq_group_wait_all(s->tasks);
     while (sq_sem_available(&s->inflight) < total)
         sq_sleep(SQ_MSEC); /* request tasks of ended connections */
-    /* No request is left: the context manager commits what is queued. */
+    /* No request is left: the stream events' writer and the context
+     * manager commit what is queued. */
+    sq_events_stop(s);
     sq_ctx_srv_stop(s);
     sq_cancel_unmask();
     return 0;
@@ -540,6 +544,8 @@ void sq_srv_destroy(sq_srv *s)
     /* The registry first: a tool's release may unregister its health
      * component. */
     sq__registry_free(s->reg);
+    sq_events_stop(s); /* after a failed create */
+    sq_events_free(s);
     sq_ctx_srv_free(s);
     sq_mon_destroy(s);
     json_decref(s->by_id);

@@ -2,6 +2,7 @@
  * request of that client shares; our own requests to the client
  * (sampling, elicitation, roots) and their answers. */
 #include "srv.h"
+#include "events.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -101,6 +102,11 @@ void sq_sess_end(sq_sess *x)
     }
     sq_mutex_unlock(&s->lock);
     sq_tracker_cancel(x->trk, NULL);
+    /* Its streams' stored events go too (a DELETE, an expiry); not when
+     * the server stops: they stay for a resumption on another instance
+     * (until the retention prunes them). */
+    if (x->http && !atomic_load(&s->stopping))
+        sq_events_session_ended(s, x->id);
     sq_mutex_lock_nocancel(&x->lock);
     fail_pending(x->pending);
     sq_outq *q = x->unsolicited;

@@ -67,6 +67,14 @@ typedef struct sq_outq {
     bool done;                  /* a final message was pushed */
     sq_notify ready;            /* the writer's wake-up */
     atomic_int refs;
+    /* A legacy SSE stream kept in a shared store too (events.h): set by
+     * sq_events_attach before the queue is shared; ev_broken (under
+     * lock) once an event could not be handed to the store's writer:
+     * later ones are not stored either, so what is stored has no gap. */
+    struct sq_events *ev;
+    char ev_session[40];
+    uint64_t ev_stream;
+    bool ev_broken;
 } sq_outq;
 
 sq_outq *sq_outq_new(size_t max_bytes, bool keep);
@@ -363,6 +371,9 @@ struct sq_srv {
      * (plugin/), made by sq_srv_create. */
     struct sq_cmds *cmds;
     struct sq_plugins *plugins;
+    /* The writer of legacy SSE streams to a shared store (events.c), or
+     * NULL (the store keeps no event streams). */
+    struct sq_events *events;
 };
 
 /* Ends the HTTP sessions idle for longer than session_idle (at most 64
@@ -393,6 +404,8 @@ void sq_req_detach_tracker(sq_mcp_req *r);
  * template), stopped by sq_srv_stop once requests have ended (changes
  * still queued are committed), freed by sq_srv_destroy. */
 int sq_ctx_srv_start(sq_srv *s, char *err, size_t errlen);
+/* The context manager's store (store/store.h), or NULL without one. */
+struct sq_store *sq_ctx_srv_store(sq_srv *s);
 void sq_ctx_srv_stop(sq_srv *s);
 void sq_ctx_srv_free(sq_srv *s);
 

@@ -236,6 +236,9 @@ struct sq_ctx_mgr {
     atomic_ullong by_kind[SQ_CTX_DELETE + 1]; /* sq_ctx_stats.by_kind */
 };
 
+/* The manager's store (manager.c; sq_ctx_srv_store).  Never waits. */
+sq_store *sq__ctx_store(sq_ctx_mgr *m);
+
 /* writer.c */
 int writer_start(sq_ctx_mgr *m);
 /* Copies the store's failure sentence into buf.  Never waits. */

@@ -401,6 +401,11 @@ sq_metrics *sq_ctx_metrics(sq_ctx_mgr *m)
     return m->metrics;
 }
 
+sq_store *sq__ctx_store(sq_ctx_mgr *m)
+{
+    return m->store;
+}
+
 int sq_ctx_store_status(sq_ctx_mgr *m, char *msg, size_t len)
 {
     return sq_store_status(m->store, msg, len);

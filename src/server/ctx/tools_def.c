@@ -2,6 +2,7 @@
  * and output schemas, annotations), the resource template, and the
  * component's start, stop and end (srv.h), which the server calls. */
 #include "ctx_tools.h"
+#include "ctx_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -232,6 +233,11 @@ int sq_ctx_srv_start(sq_srv *s, char *err, size_t errlen)
     if (rc)
         snprintf(err, errlen, "registering the context tools: %s", sq_strerror(rc));
     return rc;
+}
+
+struct sq_store *sq_ctx_srv_store(sq_srv *s)
+{
+    return s->ctx ? sq__ctx_store(s->ctx->mgr) : NULL;
 }
 
 void sq_ctx_srv_stop(sq_srv *s)

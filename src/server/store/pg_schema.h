@@ -23,7 +23,14 @@
  * ID'), delivered to every listening instance when (and only if) the
  * transaction commits; VERSION is 0 for a snapshot or recovery point.
  * Documents and metadata are kept as the text the instance made (json,
- * not jsonb: member order and numbers exactly as written). */
+ * not jsonb: member order and numbers exactly as written).
+ *
+ * squirrel_events (step 1 -> 2) keeps the events of legacy-era SSE
+ * streams that a client may resume on another instance (pg_events.c,
+ * docs/postgres.md "The load balancer"): one row per event, by session
+ * id, stream number and sequence number, with the event's data (the
+ * JSON-RPC message's text) and when it was stored (`at`, the database's
+ * clock: retention prunes by it, squirrel_events_at). */
 #ifndef SQ_STORE_PG_SCHEMA_H
 #define SQ_STORE_PG_SCHEMA_H
 
@@ -125,6 +132,15 @@ static const char *const pg_migrations[] = {
     "  RETURN stale;\n"
     "END\n"
     "$fn$;",
+    /* 1 -> 2 */
+    "CREATE TABLE squirrel_events ("
+    "  session text COLLATE \"C\" NOT NULL,"
+    "  stream bigint NOT NULL,"
+    "  seq bigint NOT NULL,"
+    "  at timestamptz NOT NULL DEFAULT now(),"
+    "  data text NOT NULL,"
+    "  PRIMARY KEY (session, stream, seq));"
+    "CREATE INDEX squirrel_events_at ON squirrel_events (at);",
 };
 
 #endif

@@ -34,6 +34,7 @@
 
 #include "pg_conn.h"
 #include "pg_schema.h"
+#include "pg_store.h"
 #include "sq_base/spin.h"
 #include "sq_base/strbuf.h"
 #include "sq_proto/jansson.h"
@@ -177,6 +178,12 @@ static int query_how(pg_store *s, const char *sql, int nparams, const char *cons
     return rc;
 }
 
+int sq__pg_query(sq_store *st, const char *sql, int nparams, const char *const *params,
+                 int status, PGresult **res, char *err, size_t errlen, bool retry)
+{
+    return query_how((pg_store *)st, sql, nparams, params, status, res, err, errlen, retry);
+}
+
 static int query(pg_store *s, const char *sql, int nparams, const char *const *params,
                  int status, PGresult **res, char *err, size_t errlen)
 {
@@ -203,11 +210,11 @@ static char *dup_value(const PGresult *r, int row, int col, size_t *len)
     return c;
 }
 
-/* JSON string text of s into b. */
-static void put_str(sq__strbuf *b, const char *s)
+void sq__pg_json_str(sq__strbuf *b, const char *s, size_t len)
 {
     sq__strbuf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    for (const unsigned char *e = p + (s ? len : 0); p < e; p++) {
         if (*p == '"' || *p == '\\') {
             sq__strbuf_putc(b, '\\');
             sq__strbuf_putc(b, (char)*p);
@@ -218,6 +225,12 @@ static void put_str(sq__strbuf *b, const char *s)
         }
     }
     sq__strbuf_putc(b, '"');
+}
+
+/* JSON string text of s into b. */
+static void put_str(sq__strbuf *b, const char *s)
+{
+    sq__pg_json_str(b, s, s ? strlen(s) : 0);
 }
 
 static void put_raw(sq__strbuf *b, const char *t, size_t n)
@@ -743,4 +756,7 @@ static const sq_store_vtable pg_vt = {
     .reload = pg_reload,
     .heads = pg_heads,
     .status = pg_status,
+    .events_write = sq__pg_events_write,
+    .events_prune = sq__pg_events_prune,
+    .events_read = sq__pg_events_read,
 };

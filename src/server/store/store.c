@@ -115,3 +115,8 @@ const char *sq_store_kind_name(int kind)
     default: return "unknown";
     }
 }
+
+bool sq_store_keeps_events(const sq_store *st)
+{
+    return st && st->vt->events_write && st->vt->events_prune && st->vt->events_read;
+}

@@ -147,6 +147,20 @@ typedef struct sq_store_doc {
 /* One context's current version (heads). */
 typedef int (*sq_store_head_fn)(void *arg, const char *id, uint64_t version);
 
+/* One event of a legacy-era SSE stream (events_write, events_read): the
+ * stream `stream` of HTTP session `session`, its `seq`-th message, whose
+ * text (a JSON-RPC message) is data[0..len-1].  Borrowed for the call. */
+typedef struct sq_store_event {
+    const char *session;
+    uint64_t stream;
+    uint64_t seq;
+    const char *data;
+    size_t len;
+} sq_store_event;
+/* Called by events_read once per event, in seq order; a negative return
+ * stops the read and is returned by it. */
+typedef int (*sq_store_event_fn)(void *arg, const sq_store_event *e);
+
 /* vtable flags */
 #define SQ_STORE_TASK_WAITS 0x1   /* calls wait as a task, not a thread */
 #define SQ_STORE_SHARED 0x2       /* several instances share the data */
@@ -186,6 +200,29 @@ typedef struct sq_store_vtable {
     int (*reload)(sq_store *st, const char *id, sq_store_load_fn fn, void *arg);
     int (*heads)(sq_store *st, sq_store_head_fn fn, void *arg);
     int (*status)(sq_store *st, char *msg, size_t len);
+    /* Event streams (docs/postgres.md, "The load balancer"): a backend
+     * that keeps the legacy era's resumable SSE streams for the other
+     * instances (PostgreSQL) has these; NULL otherwise (SQLite, memory:
+     * the streams stay in the memory of their instance).
+     * events_write: stores evs[0..n-1] (an event already stored is left
+     * as it is) and deletes every stored event of the sessions
+     * gone[0..ngone-1] (an event of those among evs is not stored), in
+     * one transaction and one round trip: 0 once it has committed, or an
+     * error (err says what; nothing of it was done, or, if the answer to
+     * the commit was lost, perhaps all of it: calling it again with the
+     * same arguments is harmless).
+     * events_prune: deletes the events stored more than older_ms
+     * milliseconds ago (the database's clock): 0 with *deleted, or an
+     * error.
+     * events_read: fn for each stored event of session's stream with
+     * seq > after, in seq order: 0, -ENOENT when nothing at all is stored
+     * for that stream (not even events at or before `after`), fn's
+     * negative value, or an error. */
+    int (*events_write)(sq_store *st, const sq_store_event *evs, size_t n,
+                        const char *const *gone, size_t ngone, char *err, size_t errlen);
+    int (*events_prune)(sq_store *st, int64_t older_ms, uint64_t *deleted);
+    int (*events_read)(sq_store *st, const char *session, uint64_t stream, uint64_t after,
+                       sq_store_event_fn fn, void *arg);
 } sq_store_vtable;
 
 /* Told by a shared backend that another instance changed context `id`
@@ -243,10 +280,14 @@ int sq__store_sqlite_open(const char *path, sq_store **out, char *err,
 int sq__store_pg_open(const char *conninfo, sq_store **out, char *err,
                       size_t errlen);
 
+/* Whether st keeps event streams (its vtable has events_write,
+ * events_prune and events_read).  Never waits. */
+bool sq_store_keeps_events(const sq_store *st);
+
 /* The current schema version of the SQLite backend. */
 #define SQ_STORE_SQLITE_SCHEMA 1
 /* ... and of the PostgreSQL one (its own sequence). */
-#define SQ_STORE_PG_SCHEMA 1
+#define SQ_STORE_PG_SCHEMA 2
 
 /* Frees the texts of d. */
 void sq_store_doc_free(sq_store_doc *d);
