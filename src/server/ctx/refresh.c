@@ -265,10 +265,20 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
     atomic_store(&o->dirty, false);
     sq_mutex_unlock(&o->lock);
     if (v > pub) {
-        /* Every version in between, oldest first, then the newest. */
-        for (size_t i = k.n; i-- > 0;)
-            if (k.ver[i] > pub && k.ver[i] < v)
-                tell_version(m, o, k.ver[i], k.kind[i], k.ver[i] == 1, false);
+        /* Every version in between, oldest first, then the newest.  They
+         * are consecutive (the store's compare-and-set makes version n+1
+         * only from n), so each is told even if the history no longer
+         * has it: an instance that fell further behind than the history
+         * depth (other instances prune it as they write) tells those
+         * with kind 0 ("unknown") rather than skip them.  k.ver is newest
+         * first. */
+        size_t i = k.n;
+        for (uint64_t x = pub + 1; x < v; x++) {
+            while (i > 0 && k.ver[i - 1] < x)
+                i--;
+            int kind = i > 0 && k.ver[i - 1] == x ? k.kind[i - 1] : 0;
+            tell_version(m, o, x, kind, x == 1, false);
+        }
         obj_publish(o, ver_ref(j.v));
         tell_version(m, o, v, j.v->kind, pub == 0, false);
         if (pub == 0)
