@@ -139,8 +139,14 @@ static int respond_plain(hconn *c, int status, const char *extra)
 /* The HTTP status of a 2026-07-28 answer carrying a JSON-RPC error. */
 static int modern_status(const sq_outmsg *m)
 {
+    if (!m->final)
+        return 200;
+    /* The top-level member is whichever comes first: the id before it
+     * holds no unescaped quote, and a result may well contain an "error"
+     * member of its own (a document, structured content). */
     const char *e = strstr(m->text, "\"error\":{\"code\":");
-    if (!e || m->final == false)
+    const char *r = strstr(m->text, "\"result\":");
+    if (!e || (r && r < e))
         return 200;
     int code = atoi(e + 16);
     switch (code) {

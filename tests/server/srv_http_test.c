@@ -654,3 +654,38 @@ MT_TEST(connection_close_requests_are_answered)
     free(hdr);
     mt_stop(m);
 }
+
+/* A 2026-07-28 result whose content has an "error" member with a code
+ * (here a context's document) is a result: HTTP 200, not the status an
+ * error with that code would get (404 for -32601). */
+MT_TEST(a_result_that_contains_an_error_member_is_200)
+{
+    sq_srv_config c;
+    mt_config(&c);
+    free(c.store);
+    c.store = strdup("memory");
+    mt_server *m = mt_start_with(&c);
+    sq_srv_config_free(&c);
+    const char *calls[][2] = {
+        {"context_create", "{\"id\":\"e\",\"document\":{\"error\":{\"code\":-32601}}}"},
+        {"context_get", "{\"id\":\"e\"}"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char *body = mt_fmt("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                            "{\"name\":\"%s\",\"arguments\":%s," MT_META "}}",
+                            calls[i][0], calls[i][1]);
+        char *hdr = mt_modern_headers("tools/call", calls[i][0]);
+        int status;
+        char *ans = mt_post1(m, hdr, body, &status);
+        CHECK_EQ(status, 200);
+        /* context_get gives the document back, error member and all. */
+        bool ok = ans && strstr(ans, "\"result\"") && (i == 0 || strstr(ans, "-32601"));
+        if (!ok)
+            fprintf(stderr, "  got %s\n", ans ? ans : "(none)");
+        CHECK(ok);
+        free(ans);
+        free(hdr);
+        free(body);
+    }
+    mt_stop(m);
+}
