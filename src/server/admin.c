@@ -439,8 +439,11 @@ static json_t *console_state(sq_srv *s, bool first, snap_cache *sc)
 static int64_t interval_of(const sq_http_request *req)
 {
     const char *q = req->target ? strchr(req->target, '?') : NULL;
-    const char *p = q ? strstr(q, "interval=") : NULL;
-    long ms = p ? strtol(p + 9, NULL, 10) : 1000;
+    long ms = 1000;
+    /* The parameter named exactly "interval" (not "xinterval"). */
+    for (const char *p = q; p && *p; p = strchr(p + 1, '&'))
+        if (strncmp(p + 1, "interval=", 9) == 0)
+            ms = strtol(p + 10, NULL, 10);
     if (ms < 200)
         ms = 200;
     if (ms > 10000)
