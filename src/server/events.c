@@ -67,6 +67,17 @@ struct sq_events {
     atomic_ullong stored, dropped, failed;
 };
 
+bool sq_events_counts(sq_srv *s, uint64_t *stored, uint64_t *refused, uint64_t *given_up)
+{
+    sq_events *ev = s->events;
+    if (!ev)
+        return false;
+    *stored = atomic_load(&ev->stored);
+    *refused = atomic_load(&ev->dropped);
+    *given_up = atomic_load(&ev->failed);
+    return true;
+}
+
 /* ------------------------------------------------------------ producers */
 
 sq_evrec *sq__events_rec_new(const sq_outq *q, const char *text, size_t len)

@@ -34,6 +34,12 @@ void sq_events_stop(sq_srv *s);
 /* Frees what sq_events_start made (after sq_events_stop). */
 void sq_events_free(sq_srv *s);
 
+/* What the writer did so far: events stored (their batch committed),
+ * refused at once (its queue was full or it had stopped), and given up
+ * (their batch failed for good, or they came after one of their stream
+ * that was).  False, with nothing set, without the writer.  Never waits. */
+bool sq_events_counts(sq_srv *s, uint64_t *stored, uint64_t *refused, uint64_t *given_up);
+
 /* Makes q, the queue of SSE stream `stream` of HTTP session `session`,
  * store its events from now on (nothing without s->events).  Call it
  * before q is shared with anyone who pushes.  Never waits. */

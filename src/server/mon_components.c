@@ -5,6 +5,7 @@
 #include "ctx/ctx_tools.h"
 #include "cmd/cmd_int.h"
 #include "plugin/plugin_int.h"
+#include "events.h"
 #include "mon.h"
 
 #include <stdlib.h>
@@ -110,9 +111,26 @@ static void collect_plugins(sq_metrics_sink *k, sq_srv *s)
     }
 }
 
+/* The legacy SSE events kept in a shared store (events.c). */
+static void collect_events(sq_metrics_sink *k, sq_srv *s)
+{
+    uint64_t n[3];
+    if (!sq_events_counts(s, &n[0], &n[1], &n[2]))
+        return;
+    static const char *const outcome[] = {"stored", "refused", "given_up"};
+    for (int i = 0; i < 3; i++) {
+        const char *lab[] = {"outcome", outcome[i], NULL};
+        sq_metrics_emit_counter(k, &(sq_metric_opts){
+            .name = "squirreld_stream_events_total", .labels = lab,
+            .help = "Events of resumable legacy SSE streams written for the shared store, by "
+                    "outcome."}, n[i]);
+    }
+}
+
 void sq__mon_components(sq_metrics_sink *k, sq_srv *s)
 {
     collect_ctx(k, s);
     collect_cmds(k, s);
     collect_plugins(k, s);
+    collect_events(k, s);
 }

@@ -272,6 +272,24 @@ static void resume_after_a_kill(node *a, node *b)
 }
 
 /* A stream answered in full on A, replayed by B; DELETE on A clears it. */
+/* The value of one sample line of port's /metrics ("name{labels}"), or
+ * -1 if it is not there. */
+static long long metric(int port, const char *sample)
+{
+    int status;
+    char *body = mt_get(port, "/metrics", NULL, &status);
+    long long v = -1;
+    size_t n = strlen(sample);
+    for (const char *l = body; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, sample, n) == 0 && l[n] == ' ') {
+            v = atoll(l + n + 1);
+            break;
+        }
+    }
+    free(body);
+    return v;
+}
+
 static void replay_and_delete(node *a, node *b)
 {
     char *sid = session_at(a);
@@ -289,8 +307,13 @@ static void replay_and_delete(node *a, node *b)
     CHECK_EQ(n, 4); /* three progress events and the response */
     mt_msgs_free(msgs);
     mt_http_close(h);
-    /* All four stored (stream 1: the session's first). */
+    /* All four stored (stream 1: the session's first), and counted so
+     * in A's /metrics (its first stored events), none refused or given
+     * up. */
     CHECK(db_wait(sid, 1, 0, '=', 4));
+    WAIT_UNTIL(metric(a->port, "squirreld_stream_events_total{outcome=\"stored\"}") == 4);
+    CHECK_EQ(metric(a->port, "squirreld_stream_events_total{outcome=\"refused\"}"), 0);
+    CHECK_EQ(metric(a->port, "squirreld_stream_events_total{outcome=\"given_up\"}"), 0);
     mt_http *h2;
     r = resume(b->port, sid, "1-0", &h2);
     expect_replay(h2, r, sid, 1, 0);
