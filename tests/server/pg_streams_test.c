@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mcptest.h"
 #include "pg_conn.h"
@@ -34,9 +35,11 @@ typedef struct node {
     int port;
 } node;
 
-static bool node_start(node *n, const char *uri)
+/* With `config` a configuration file for --config, or NULL. */
+static bool node_start_with(node *n, const char *uri, const char *config)
 {
-    const char *args[] = {"--http", "127.0.0.1:0", "--store", uri, "--fixtures", "bench", NULL};
+    const char *args[] = {"--http", "127.0.0.1:0", "--store", uri, "--fixtures", "bench",
+                          config ? "--config" : NULL, config, NULL};
     n->ch = mt_spawn(args);
     n->port = 0;
     while (!n->port) {
@@ -51,6 +54,11 @@ static bool node_start(node *n, const char *uri)
         free(l);
     }
     return true;
+}
+
+static bool node_start(node *n, const char *uri)
+{
+    return node_start_with(n, uri, NULL);
 }
 
 static char *session_at(node *n)
@@ -382,6 +390,44 @@ static void graceful_stop_keeps_the_stream(node *b, const char *uri)
     free(sid);
 }
 
+/* A session that expires (session_idle 1 s) takes its stored events with
+ * it, as a DELETE does. */
+static void expiry_deletes_the_events(const char *uri)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pg_streams-%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("{\"session_idle\": \"1s\"}\n", f);
+    fclose(f);
+    node c;
+    CHECK(node_start_with(&c, uri, path));
+    char *sid = session_at(&c);
+    char *hd = mt_sess_headers(sid, VERSION);
+    mt_http *h = mt_http_at(c.port);
+    char *body = call_sleep(5, 30, 3);
+    mt_http_post(h, hd, body);
+    free(body);
+    mt_resp *r = mt_http_next(h);
+    CHECK(r && r->status == 200);
+    mt_msgs_free(r ? mt_http_msgs(h, r) : NULL);
+    mt_http_close(h);
+    CHECK(db_wait(sid, 1, 0, '=', 4));
+    /* Idle from now on: expired within a second or two, and its rows go. */
+    CHECK(db_wait(sid, -1, -1, '=', 0));
+    h = mt_http_at(c.port);
+    mt_http_delete(h, hd);
+    r = mt_http_next(h);
+    CHECK(r && r->status == 404); /* gone already */
+    mt_http_close(h);
+    mt_child_free(c.ch);
+    unlink(path);
+    free(hd);
+    free(sid);
+}
+
 static void unknown_session_is_404(node *b)
 {
     static const char *const bad[] = {"1-0", "5-17", "junk", "1-", "-1", "1-2-3"};
@@ -409,6 +455,7 @@ MT_TEST(legacy_streams_resume_on_another_instance)
 
     unknown_session_is_404(&b);
     replay_and_delete(&a, &b);
+    expiry_deletes_the_events(pg->uri);
     resume_after_a_kill(&a, &b);
     graceful_stop_keeps_the_stream(&b, pg->uri);
 
