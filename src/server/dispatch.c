@@ -111,15 +111,17 @@ void sq_srv_envelope_init(sq_srv *s)
     char *info = json_dumps(s->server_info, JSON_COMPACT);
     if (!info)
         return;
-    sq__strbuf b = SQ__STRBUF_INIT;
-    sq__strbuf_printf(&b, "\"_meta\":{\"%s\":%s}", META_SERVER_INFO, info);
+    sq__strbuf meta = SQ__STRBUF_INIT, all = SQ__STRBUF_INIT;
+    sq__strbuf_printf(&meta, "\"_meta\":{\"%s\":%s}", META_SERVER_INFO, info);
+    sq__strbuf_printf(&all, "\"resultType\":\"complete\",%s", sq__strbuf_str(&meta));
     free(info);
-    if (b.failed || !(s->env_complete = malloc(b.len + 32))) {
-        sq__strbuf_free(&b);
+    if (meta.failed || all.failed) {
+        sq__strbuf_free(&meta);
+        sq__strbuf_free(&all);
         return;
     }
-    snprintf(s->env_complete, b.len + 32, "\"resultType\":\"complete\",%s", b.buf);
-    s->env_meta = b.buf;
+    s->env_meta = meta.buf;
+    s->env_complete = all.buf;
 }
 
 /* The era's envelope around a complete result.  With `text` (the answer

@@ -611,9 +611,7 @@ static int create_once(sq_ctx_mgr *m, const char *id, json_t *doc, json_t *meta,
     }
     /* In the index: queue the create, and from now on others may change
      * it (they queue after it). */
-    sq_cancel_mask();
     sq_mutex_lock_nocancel(&o->lock);
-    sq_cancel_unmask();
     ctx_change *c = change_new(o, SQ_STORE_CREATE, ver_ref(v));
     if (c && m->o.recovery_every == 1 &&
         marks_add(&o->rps, NULL, 1, v->created_at, "auto", false) == 0)

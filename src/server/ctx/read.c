@@ -224,9 +224,7 @@ int sq_ctx_get_mark(sq_ctx_mgr *m, const char *id, const char *name, uint64_t rp
     ctx_obj *o = idx_find(&m->index, id);
     bool durable = false;
     if (o) {
-        sq_cancel_mask();
         sq_mutex_lock_nocancel(&o->lock);
-        sq_cancel_unmask();
         ctx_mark *k = name ? marks_find_name(&o->snaps, name) : marks_find_version(&o->rps, rp);
         durable = k && k->durable;
         sq_mutex_unlock(&o->lock);
@@ -268,9 +266,7 @@ int sq_ctx_marks(sq_ctx_mgr *m, const char *id, json_t **snapshots, json_t **rec
     if (!o)
         return ctx_fail(err, SQ_CTX_NOT_FOUND, "no context \"%s\"", id);
     json_t *s = json_array(), *r = json_array();
-    sq_cancel_mask();
     sq_mutex_lock_nocancel(&o->lock);
-    sq_cancel_unmask();
     /* Copied out under the lock; the JSON is built after it. */
     size_t ns = o->snaps.n, nr = o->rps.n;
     ctx_mark *cs = malloc((ns + 1) * sizeof *cs), *cr = malloc((nr + 1) * sizeof *cr);

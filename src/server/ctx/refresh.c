@@ -129,9 +129,7 @@ static void delete_local(sq_ctx_mgr *m, ctx_obj *o, bool *list_changed)
     ctx_ver *tomb = ver_new();
     if (!tomb)
         return;
-    sq_cancel_mask();
     sq_mutex_lock_nocancel(&o->lock);
-    sq_cancel_unmask();
     uint64_t pub = atomic_load(&o->pub_version);
     tomb->version = pub + 1;
     tomb->deleted = true;
@@ -213,9 +211,7 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
     }
     int64_t created = 0;
     if (o) {
-        sq_cancel_mask();
         sq_mutex_lock_nocancel(&o->lock);
-        sq_cancel_unmask();
         created = o->head->created_at;
         sq_mutex_unlock(&o->lock);
     }
@@ -233,9 +229,7 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
     if (v == pub && !atomic_load(&o->dirty)) {
         /* Nothing new: the changes queued here were made from this very
          * version and stay valid.  Only the marks may have moved. */
-        sq_cancel_mask();
         sq_mutex_lock_nocancel(&o->lock);
-        sq_cancel_unmask();
         merge_marks(&o->snaps, &j.snaps, true);
         merge_marks(&o->rps, &j.rps, false);
         sq_mutex_unlock(&o->lock);
@@ -253,9 +247,7 @@ void refresh_id(sq_ctx_mgr *m, const char *id, uint64_t known, bool *list_change
             goto out;
         }
     }
-    sq_cancel_mask();
     sq_mutex_lock_nocancel(&o->lock);
-    sq_cancel_unmask();
     ver_unref(o->head);
     o->head = ver_ref(j.v);
     o->creating = o->deleting = false;

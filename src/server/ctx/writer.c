@@ -154,9 +154,7 @@ static void prune_rps(ctx_marks *k, size_t keep)
 static void settle_mark(sq_ctx_mgr *m, ctx_obj *o, const char *name, uint64_t version,
                         bool failed)
 {
-    sq_cancel_mask();
     sq_mutex_lock_nocancel(&o->lock);
-    sq_cancel_unmask();
     ctx_marks *k = name ? &o->snaps : &o->rps;
     ctx_mark *x = name ? marks_find_name(k, name) : marks_find_version(k, version);
     if (x && failed && !x->durable)
@@ -209,12 +207,14 @@ static void set_broken(sq_ctx_mgr *m, const char *why, bool fatal)
         m->o.on_store_health(m->o.arg, false, why);
 }
 
-/* A commit (or probe) went through: changes are taken again. */
+/* A commit (or probe) went through: changes are taken again.  (Every
+ * commit comes here: a plain load while healthy.) */
 static void set_mended(sq_ctx_mgr *m)
 {
-    m->backoff = 0;
-    if (atomic_load(&m->fatal) || !atomic_exchange(&m->broken, false))
+    if (!atomic_load(&m->broken) || atomic_load(&m->fatal))
         return;
+    m->backoff = 0;
+    atomic_store(&m->broken, false);
     if (m->o.on_store_health)
         m->o.on_store_health(m->o.arg, true, NULL);
 }
@@ -297,9 +297,7 @@ static void forget_marks(sq_ctx_mgr *m, ctx_change *c)
  * about to be replaced by what the store holds. */
 static void outdate(ctx_obj *o, bool dirty)
 {
-    sq_cancel_mask();
     sq_mutex_lock_nocancel(&o->lock);
-    sq_cancel_unmask();
     atomic_fetch_add(&o->gen, 1);
     if (dirty)
         atomic_store(&o->dirty, true);
