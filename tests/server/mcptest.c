@@ -1043,3 +1043,15 @@ char *mt_get(int port, const char *path, const char *headers, int *status)
     mt_http_close(h);
     return body;
 }
+
+char *mt_call_modern(mt_server *m, const char *tool, const char *args, int *status)
+{
+    char *body = mt_fmt("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                        "{\"name\":\"%s\",\"arguments\":%s," MT_META "}}", tool, args);
+    char *hdr = mt_modern_headers("tools/call", tool);
+    int st;
+    char *ans = mt_post1(m, hdr, body, status ? status : &st);
+    free(hdr);
+    free(body);
+    return ans;
+}

@@ -192,6 +192,10 @@ bool mt_http_body(mt_http *h, mt_resp *r);
  * r->head, ended by '\n' (use mt_hdr_is to compare). */
 char *mt_hdr(const mt_resp *r, const char *name);
 bool mt_hdr_is(const mt_resp *r, const char *name, const char *want);
+/* A 2026-07-28 tools/call of `tool` with `args` (JSON text), id 1, POSTed
+ * to m's HTTP listener: the answer's body (malloc'd) and its status in
+ * *status (NULL: not wanted). */
+char *mt_call_modern(mt_server *m, const char *tool, const char *args, int *status);
 /* GET path from port of 127.0.0.1 on a new connection, with `headers`
  * (CRLF-ended lines, or NULL): the body (malloc'd; NULL if no whole
  * response came) and its status in *status. */

@@ -10,19 +10,6 @@
 #include "mcptest.h"
 #include "pgtest.h"
 
-/* A 2026-07-28 tools/call of `tool` with `args` (JSON text). */
-static char *call(mt_server *m, const char *tool, const char *args)
-{
-    char *body = mt_fmt("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
-                        "{\"name\":\"%s\",\"arguments\":%s," MT_META "}}", tool, args);
-    char *hdr = mt_modern_headers("tools/call", tool);
-    int status;
-    char *ans = mt_post1(m, hdr, body, &status);
-    free(hdr);
-    free(body);
-    return ans;
-}
-
 /* The store component's status in /health, and the HTTP status. */
 static char *store_health(mt_server *m, int *status)
 {
@@ -70,7 +57,7 @@ MT_TEST(health_fails_while_the_database_is_away_and_recovers)
     mt_server *m = mt_start_with(&c);
     sq_srv_config_free(&c);
 
-    char *a = call(m, "context_create", "{\"id\":\"kept\",\"document\":{\"n\":7}}");
+    char *a = mt_call_modern(m, "context_create", "{\"id\":\"kept\",\"document\":{\"n\":7}}", NULL);
     CHECK(a && !strstr(a, "\"isError\":true"));
     free(a);
     CHECK(wait_store(m, "healthy", 200));
@@ -78,7 +65,7 @@ MT_TEST(health_fails_while_the_database_is_away_and_recovers)
     pg_halt(pg);
     /* Fails fast, with the store's error, not a hang. */
     int64_t t0 = sq_now();
-    a = call(m, "context_create", "{\"id\":\"lost\",\"document\":{}}");
+    a = mt_call_modern(m, "context_create", "{\"id\":\"lost\",\"document\":{}}", NULL);
     CHECK(a && strstr(a, "store_failed"));
     CHECK(sq_now() - t0 < MT_WAIT);
     free(a);
@@ -91,14 +78,14 @@ MT_TEST(health_fails_while_the_database_is_away_and_recovers)
      * before the loss is there. */
     bool made = false;
     for (int64_t until = sq_now() + MT_WAIT; !made && sq_now() < until;) {
-        a = call(m, "context_create", "{\"id\":\"after\",\"document\":{\"n\":1}}");
+        a = mt_call_modern(m, "context_create", "{\"id\":\"after\",\"document\":{\"n\":1}}", NULL);
         made = a && !strstr(a, "\"isError\":true");
         free(a);
         if (!made)
             sq_sleep(20 * SQ_MSEC); /* between tries of a condition */
     }
     CHECK(made);
-    a = call(m, "context_get", "{\"id\":\"kept\"}");
+    a = mt_call_modern(m, "context_get", "{\"id\":\"kept\"}", NULL);
     CHECK(a && strstr(a, "\"n\":7"));
     free(a);
     mt_stop(m);

@@ -40,17 +40,7 @@ static got http_get(mt_server *m, const char *path)
     return http_get_port(m, m->http_port, path, NULL);
 }
 
-/* A 2026-07-28 tools/call of `tool` with `args` (JSON text). */
-static char *call(mt_server *m, const char *tool, const char *args, int *status)
-{
-    char *body = mt_fmt("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
-                        "{\"name\":\"%s\",\"arguments\":%s," MT_META "}}", tool, args);
-    char *hdr = mt_modern_headers("tools/call", tool);
-    char *ans = mt_post1(m, hdr, body, status);
-    free(hdr);
-    free(body);
-    return ans;
-}
+#define call mt_call_modern
 
 static size_t call_len(const char *tool, const char *args)
 {
