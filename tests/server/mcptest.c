@@ -1009,13 +1009,45 @@ int mt_child_wait(mt_child *c, int64_t deadline)
     return 128 + WTERMSIG(c->status);
 }
 
+/* A child that ended by itself with a failure (a sanitizer's report, a
+ * check's abort) while the test still counted on it: the end of what it
+ * wrote on stderr, which says why (a test only sees a connection close). */
+static void report_child_death(mt_child *c)
+{
+    int st = c->status;
+    if ((WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
+        (WIFSIGNALED(st) && (WTERMSIG(st) == SIGKILL || WTERMSIG(st) == SIGTERM)))
+        return;
+    enum { KEEP = 60 };
+    char *last[KEEP] = {0};
+    size_t n = 0;
+    int64_t deadline = sq_now() + 5 * SQ_SEC;
+    for (char *l; (l = mt_next_until(c->err, deadline)) != NULL; n++) {
+        free(last[n % KEEP]);
+        last[n % KEEP] = l;
+    }
+    fprintf(stderr, "    squirreld (pid %d) had ended by itself (%s %d); the last %zu "
+                    "lines of its stderr:\n",
+            (int)c->pid, WIFEXITED(st) ? "exit code" : "signal",
+            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), n < KEEP ? n : (size_t)KEEP);
+    for (size_t i = n > KEEP ? n - KEEP : 0; i < n; i++) {
+        fprintf(stderr, "    | %s\n", last[i % KEEP]);
+        free(last[i % KEEP]);
+    }
+}
+
 void mt_child_free(mt_child *c)
 {
     if (!c)
         return;
     if (!c->reaped) {
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, &c->status, 0);
+        if (waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+            c->reaped = true;
+            report_child_death(c);
+        } else {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &c->status, 0);
+        }
     }
     if (c->io->wr)
         sq_io_close(c->io->wr);

@@ -256,7 +256,10 @@ mt_child *mt_spawn_env(const char *const *args, const char *const *env);
 /* Waits for it to exit: its exit code, or 128 + the signal that killed
  * it, or -1 if it is still running at the deadline (then it is killed). */
 int mt_child_wait(mt_child *c, int64_t deadline);
-/* Kills it if it still runs, reaps it, closes everything. */
+/* Kills it if it still runs, reaps it, closes everything.  One that had
+ * ended by itself with a failure (a sanitizer's report, a check's abort:
+ * not exit code 0, SIGKILL or SIGTERM) gets the end of its stderr printed,
+ * so that a test failing on a closed connection says why. */
 void mt_child_free(mt_child *c);
 
 #endif
