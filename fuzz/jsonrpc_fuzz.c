@@ -84,6 +84,8 @@ static void check(const sq_rpc_msg *m)
 static void same_cached(const uint8_t *data, size_t n, int rc, const sq_rpc_parsed *p)
 {
     static sq_rpc_meta_cache cache;
+    if (cache.n == SQ_RPC_META_CACHE_N) /* full: room for new envelopes */
+        sq_rpc_meta_cache_clear(&cache);
     for (int round = 0; round < 2; round++) { /* the second may hit */
         sq_rpc_parsed q;
         int qc = sq_rpc_parse_cached((const char *)data, n, &cache, &q);

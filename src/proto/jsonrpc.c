@@ -246,29 +246,26 @@ static int parse_root(const char *text, size_t len, json_t *root, sq_rpc_parsed 
 
 int sq_rpc_parse(const char *text, size_t len, sq_rpc_parsed *out)
 {
-    memset(out, 0, sizeof *out);
-    json_error_t err;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (!root)
-        return SQ_RPC_PARSE_ERROR;
-    return parse_root(text, len, root, out);
+    return sq_rpc_parse_cached(text, len, NULL, out);
 }
 
 /* ------------------------------------------------------ the _meta cache */
 
 /* True if the string literal [q, e) (quotes included) is exactly the
  * plain text `key` (no escapes: a key spelled with escapes is not found,
- * which only costs the cache a miss). */
-static bool literal_is(const char *q, const char *e, const char *key)
+ * which only costs the cache a miss).  literal_is: key is a string
+ * literal, whose length sizeof gives. */
+static bool literal_is_n(const char *q, const char *e, const char *key, size_t n)
 {
-    size_t n = strlen(key);
     return (size_t)(e - q) == n + 2 && memcmp(q + 1, key, n) == 0;
 }
+#define literal_is(q, e, key) literal_is_n(q, e, key, sizeof key - 1)
 
-/* At '{': the value of the first member spelled `key`, as [*a, *b); false
- * if there is none.  Exact on valid JSON (the only case that counts:
- * see sq_rpc_parse_cached). */
-static bool find_member(scan *s, const char *key, const char **a, const char **b)
+/* At '{': moves to the value of the first member spelled `key` and
+ * returns true; false if there is none.  Exact on valid JSON (the only
+ * case that counts: see sq_rpc_parse_cached).  to_member: key is a
+ * string literal. */
+static bool to_member_n(scan *s, const char *key, size_t n)
 {
     if (s->p >= s->end || *s->p != '{')
         return false;
@@ -285,115 +282,176 @@ static bool find_member(scan *s, const char *key, const char **a, const char **b
             return false;
         const char *k = s->p;
         skip_string(s);
-        bool hit = literal_is(k, s->p, key);
+        bool hit = literal_is_n(k, s->p, key, n);
         skip_ws(s);
         if (s->p >= s->end || *s->p != ':')
             return false;
         s->p++;
         skip_ws(s);
-        const char *v = s->p;
-        skip_value(s);
-        if (hit) {
-            *a = v;
-            *b = s->p;
+        if (hit)
             return true;
-        }
+        skip_value(s);
     }
 }
-
-/* The text of params._meta in a body that is one object: [*a, *b). */
-static bool meta_span(const char *text, size_t len, const char **a, const char **b)
-{
-    scan s = {text, text + len};
-    skip_ws(&s);
-    const char *pa, *pb;
-    if (!find_member(&s, "params", &pa, &pb))
-        return false;
-    scan in = {pa, pb};
-    return find_member(&in, "_meta", a, b);
-}
+#define to_member(s, key) to_member_n(s, key, sizeof key - 1)
 
 void sq_rpc_meta_cache_clear(sq_rpc_meta_cache *c)
 {
     if (!c)
         return;
-    free(c->text);
-    json_decref(c->value);
-    c->text = NULL;
-    c->len = 0;
-    c->value = NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->e[i].text);
+        json_decref(c->e[i].value);
+    }
+    memset(c->e, 0, sizeof c->e);
+    c->n = 0;
 }
 
-/* The params._meta of a parsed single message, if an object. */
-static json_t *meta_of(json_t *root)
+/* Where a body's params._meta member is. */
+typedef struct meta_at {
+    const char *cut;  /* where its text starts: after the value before it
+                       * (so that the ',' goes with it), or after the '{' */
+    const char *a;    /* its value's first byte */
+    bool first;       /* it is params' first member */
+} meta_at;
+
+/* At params' '{': moves to the value of the member spelled "_meta",
+ * noting where the member's text starts.  Strict: members separated by
+ * exactly one ',', so that what lies between cut and a is exactly
+ * [ws ',' ws] "_meta" ws ':' ws.  False if there is none. */
+static bool to_meta(scan *s, meta_at *m)
 {
-    json_t *m = json_object_get(json_object_get(root, "params"), "_meta");
-    return json_is_object(m) ? m : NULL;
+    if (s->p >= s->end || *s->p != '{')
+        return false;
+    s->p++;
+    m->cut = s->p;
+    m->first = true;
+    for (;;) {
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != '"')
+            return false;
+        const char *k = s->p;
+        skip_string(s);
+        bool hit = literal_is(k, s->p, "_meta");
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+            return false;
+        s->p++;
+        skip_ws(s);
+        if (hit) {
+            m->a = s->p;
+            return true;
+        }
+        skip_value(s);
+        m->cut = s->p;
+        m->first = false;
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ',')
+            return false;
+        s->p++;
+    }
 }
 
-/* Why this is safe: the cached text was the exact span of a valid
- * message's params._meta, so it is a complete JSON object on its own.
- * The body with that span replaced by the token 0 is what jansson checks;
- * if it accepts it, and finds the 0 at params._meta, then the scanner
- * (exact on valid JSON, and blind to the bytes after the span until it
- * has skipped them, which it does the same way over the cached object
- * and over the 0) put the span where jansson has params._meta, and the
- * original body is that accepted text with the object in place of the
- * 0: valid, with exactly these messages.  Anything else falls back to the
- * whole parse. */
+/* Parses the body without its params._meta member, whose value is the
+ * entry's text, and puts the entry's object there.  The member goes from
+ * m->cut to the end of the value, b; a first member also takes the ','
+ * after it (then a member must follow), or else must be the only one.
+ *
+ * Why this is exact: call the body T and the rest T'.  The entry's text
+ * is a complete JSON object without duplicate keys (the params._meta of a
+ * message jansson accepted).  If jansson accepts T' and finds params with
+ * no _meta in it, T' is valid, and the scanner, exact on valid JSON, walks
+ * T' up to cut as it walked T (the bytes before cut are the same; a number
+ * or literal just before cut ends there in both, at a delimiter): so in T'
+ * too, cut is right after a member value of params (or right after its
+ * '{').  T is T' with [',' ws] "_meta" ws ':' ws OBJECT [ws ','] put back
+ * at cut, which there makes a valid member (a separator after a value; a
+ * member before the first one; or the only one): T is valid, and its
+ * messages are T''s with params._meta added.  Anything else is a miss
+ * (-EAGAIN): the caller parses the whole body.  jansson keeps members in
+ * the order they came: _meta is params' last member here. */
+static int parse_hit(const char *text, size_t len, const meta_at *m,
+                     const sq_rpc_meta_entry *e, sq_rpc_parsed *out)
+{
+    const char *b = m->a + e->len, *resume = b;
+    bool comma = false;
+    if (m->first) {
+        scan s = {b, text + len};
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            comma = true;
+            resume = s.p + 1;
+        } else if (s.p >= s.end || *s.p != '}') {
+            return -EAGAIN;
+        }
+    }
+    size_t head = (size_t)(m->cut - text), tail = len - (size_t)(resume - text);
+    size_t n = head + tail;
+    char *t = malloc(n ? n : 1);
+    if (!t)
+        return -EAGAIN;
+    memcpy(t, text, head);
+    memcpy(t + head, resume, tail);
+    json_error_t err;
+    json_t *root = json_loadb(t, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    json_t *params = json_object_get(root, "params");
+    if (json_is_object(root) && json_is_object(params) &&
+        !json_object_get(params, "_meta") && (!comma || json_object_size(params) > 0) &&
+        json_object_set(params, "_meta", e->value) == 0) {
+        int rc = parse_root(t, n, root, out);
+        free(t);
+        return rc;
+    }
+    json_decref(root);
+    free(t);
+    return -EAGAIN;
+}
+
 int sq_rpc_parse_cached(const char *text, size_t len, sq_rpc_meta_cache *c,
                         sq_rpc_parsed *out)
 {
-    const char *a, *b;
-    bool found = c && len > 8 && memmem(text, len, "\"_meta\"", 7) &&
-                 meta_span(text, len, &a, &b);
-    if (found && c->value && (size_t)(b - a) == c->len && memcmp(a, c->text, c->len) == 0) {
-        size_t head = (size_t)(a - text), tail = len - (size_t)(b - text);
-        size_t n = head + 1 + tail;
-        char *t = malloc(n);
-        if (t) {
-            memcpy(t, text, head);
-            t[head] = '0';
-            memcpy(t + head + 1, b, tail);
-            memset(out, 0, sizeof *out);
-            json_error_t err;
-            json_t *root = json_loadb(t, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-            json_t *params = json_object_get(root, "params");
-            json_t *zero = json_object_get(params, "_meta");
-            /* A copy (a quarter of a parse): a shared object would be
-             * freed by whichever holder lets go last, inside jansson,
-             * whose own counts are not ordered for other threads (see
-             * sq_proto/jansson.h); and a handler may change its params. */
-            json_t *copy = NULL;
-            if (json_is_object(root) && json_is_integer(zero) && json_integer_value(zero) == 0 &&
-                (copy = json_deep_copy(c->value)) != NULL &&
-                json_object_set_new(params, "_meta", copy) == 0) {
-                int rc = parse_root(t, n, root, out);
-                free(t);
-                c->hits++;
-                return rc;
+    memset(out, 0, sizeof *out);
+    /* Where params._meta is, and the entry its text is, if any.  A peer
+     * that never sent an envelope pays for a memmem, not a scan. */
+    meta_at m = {0};
+    const char *b = NULL;
+    const sq_rpc_meta_entry *hit = NULL;
+    if (c && len > 8 && (c->n || memmem(text, len, "\"_meta\"", 7))) {
+        scan s = {text, text + len};
+        skip_ws(&s);
+        if (to_member(&s, "params") && to_meta(&s, &m)) {
+            for (size_t i = 0; i < c->n && !hit; i++)
+                if (c->e[i].len <= (size_t)(s.end - m.a) &&
+                    memcmp(m.a, c->e[i].text, c->e[i].len) == 0)
+                    hit = &c->e[i];
+            if (!hit) {
+                skip_value(&s);
+                b = s.p;
             }
-            json_decref(root);
-            free(t);
         }
     }
-    memset(out, 0, sizeof *out);
+    if (hit) {
+        int rc = parse_hit(text, len, &m, hit, out);
+        if (rc != -EAGAIN) {
+            c->hits++;
+            return rc;
+        }
+        memset(out, 0, sizeof *out);
+    }
     json_error_t err;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (!root)
         return SQ_RPC_PARSE_ERROR;
-    /* Kept as a copy too: nothing of a message is shared with the cache. */
-    json_t *meta = found && json_is_object(root) ? meta_of(root) : NULL;
-    json_t *value = meta ? json_deep_copy(meta) : NULL;
-    char *copy = value ? malloc((size_t)(b - a)) : NULL;
+    /* A new envelope becomes an entry while there is room: this message's
+     * own object, shared from now on (see sq_proto/jsonrpc.h). */
+    json_t *meta = b && c->n < SQ_RPC_META_CACHE_N &&
+                           (size_t)(b - m.a) <= SQ_RPC_META_CACHE_MAX && json_is_object(root)
+                       ? json_object_get(json_object_get(root, "params"), "_meta")
+                       : NULL;
+    char *copy = json_is_object(meta) ? malloc((size_t)(b - m.a)) : NULL;
     if (copy) {
-        sq_rpc_meta_cache_clear(c);
-        memcpy(copy, a, (size_t)(b - a));
-        c->text = copy;
-        c->len = (size_t)(b - a);
-        c->value = value;
-    } else {
-        json_decref(value);
+        memcpy(copy, m.a, (size_t)(b - m.a));
+        c->e[c->n++] = (sq_rpc_meta_entry){copy, (size_t)(b - m.a), json_incref(meta)};
     }
     return parse_root(text, len, root, out);
 }

@@ -317,11 +317,6 @@ void sq_dispatch(sq_mcp_req *r, sq__strbuf *b)
         sq_req_error_text(r, b, SQ_RPC_METHOD_NOT_FOUND, msg, NULL);
         return;
     }
-    if (r->era == SQ_MCP_MODERN) {
-        json_t *lvl = json_object_get(json_object_get(r->params, "_meta"),
-                                      "io.modelcontextprotocol/logLevel");
-        r->log_level = lvl ? sq_mcp_level_parse(json_string_value(lvl)) : -1;
-    }
     json_t *res = NULL;
     int rc = SQ_MCP_OK;
     if (r->era == SQ_MCP_MODERN && (m->flags & M_MRTR))

@@ -21,17 +21,18 @@ bool sq__legacy_version_ok(const char *v)
     return false;
 }
 
-bool sq_era_claims_modern(json_t *params)
+bool sq_era_claims_modern(json_t *params, const sq_era_memo *memo)
 {
     json_t *meta = json_object_get(params, "_meta");
+    if (memo && memo->meta && meta == memo->meta)
+        return true;
     return json_is_object(meta) && json_object_get(meta, META_VERSION) != NULL;
 }
 
-int sq_era_envelope(json_t *params, const char **version, json_t **caps,
-                    const char **why, json_t **data)
+/* The checks of sq_era_envelope, on params._meta. */
+static int envelope_of(json_t *meta, const char **version, json_t **caps, int *level,
+                       const char **why, json_t **data)
 {
-    *data = NULL;
-    json_t *meta = json_object_get(params, "_meta");
     if (!json_is_object(meta)) {
         *why = "the request's params._meta is missing (2026-07-28 requests "
                "carry their protocol version and client capabilities there)";
@@ -42,13 +43,15 @@ int sq_era_envelope(json_t *params, const char **version, json_t **caps,
         *why = "_meta lacks " META_VERSION " (a string)";
         return SQ_RPC_INVALID_PARAMS;
     }
+    *version = json_string_value(v);
     json_t *c = json_object_get(meta, META_CAPS);
     if (!json_is_object(c)) {
         *why = "_meta lacks " META_CAPS " (an object)";
         return SQ_RPC_INVALID_PARAMS;
     }
     json_t *lvl = json_object_get(meta, META_LEVEL);
-    if (lvl && (!json_is_string(lvl) || sq_mcp_level_parse(json_string_value(lvl)) < 0)) {
+    *level = lvl ? sq_mcp_level_parse(json_string_value(lvl)) : -1;
+    if (lvl && *level < 0) {
         *why = "_meta's " META_LEVEL " is not a logging level";
         return SQ_RPC_INVALID_PARAMS;
     }
@@ -58,7 +61,28 @@ int sq_era_envelope(json_t *params, const char **version, json_t **caps,
                           "requested", json_string_value(v));
         return SQ_MCP_ERR_UNSUPPORTED_VERSION;
     }
-    *version = json_string_value(v);
     *caps = c;
     return 0;
+}
+
+int sq_era_envelope(json_t *params, const sq_rpc_meta_cache *cache, sq_era_memo *memo,
+                    const char **version, json_t **caps, int *level, const char **why,
+                    json_t **data)
+{
+    *data = NULL;
+    *version = NULL;
+    json_t *meta = json_object_get(params, "_meta");
+    if (memo && memo->meta && meta == memo->meta) {
+        *version = memo->version;
+        *caps = memo->caps;
+        *level = memo->level;
+        return 0;
+    }
+    int code = envelope_of(meta, version, caps, level, why, data);
+    /* Remembered only for an object the cache keeps alive until the
+     * connection ends (so that the same address is the same object). */
+    for (size_t i = 0; code == 0 && memo && cache && i < cache->n; i++)
+        if (cache->e[i].value == meta)
+            *memo = (sq_era_memo){meta, *version, *caps, *level};
+    return code;
 }

@@ -42,7 +42,8 @@ typedef struct hconn {
     sq_tracker *trk;             /* 2026-07-28 requests of this connection */
     int status;                  /* the reader's error status, if any */
     bool admin;                  /* the admin listener: monitoring only */
-    sq_rpc_meta_cache meta;      /* the handler's: the peer's last _meta */
+    sq_rpc_meta_cache meta;      /* the handler's: the peer's envelopes */
+    sq_era_memo memo;            /* the handler's: its last valid one */
 } hconn;
 
 /* ------------------------------------------------------------ the reader */
@@ -143,10 +144,12 @@ static int modern_status(const sq_outmsg *m)
         return 200;
     /* The top-level member is whichever comes first: the id before it
      * holds no unescaped quote, and a result may well contain an "error"
-     * member of its own (a document, structured content). */
-    const char *e = strstr(m->text, "\"error\":{\"code\":");
+     * member of its own (a document, structured content): an error
+     * counts only before the first "result". */
     const char *r = strstr(m->text, "\"result\":");
-    if (!e || (r && r < e))
+    const char *e = memmem(m->text, r ? (size_t)(r - m->text) : m->len,
+                           "\"error\":{\"code\":", 16);
+    if (!e)
         return 200;
     int code = atoi(e + 16);
     switch (code) {
@@ -494,20 +497,21 @@ static int check_param_headers(sq_srv *s, const sq_http_request *req,
 
 /* ---------------------------------------------------- 2026-07-28 POSTs */
 
-static int modern_post(hconn *c, const sq_http_request *req, sq_rpc_msg *m,
-                       bool *close)
+/* A 2026-07-28 request m; hv is its MCP-Protocol-Version header (NULL if
+ * none). */
+static int modern_post(hconn *c, const sq_http_request *req, const char *hv,
+                       sq_rpc_msg *m, bool *close)
 {
     sq_srv *s = c->srv;
     const char *version;
     json_t *caps, *data;
     const char *why;
-    int code = sq_era_envelope(m->params, &version, &caps, &why, &data);
-    const char *hv = sq_http_header_get(req, "mcp-protocol-version");
-    const char *mv = json_string_value(json_object_get(
-        json_object_get(m->params, "_meta"), "io.modelcontextprotocol/protocolVersion"));
+    int level;
+    int code = sq_era_envelope(m->params, &c->meta, &c->memo, &version, &caps, &level,
+                               &why, &data);
     if (code == SQ_RPC_INVALID_PARAMS)
         return respond_error(c, 400, m->id, code, why, data);
-    if (!hv || !mv || strcmp(hv, mv) != 0) {
+    if (!hv || !version || strcmp(hv, version) != 0) {
         json_decref(data);
         return respond_error(c, 400, m->id, SQ_MCP_ERR_HEADER_MISMATCH,
                              "the MCP-Protocol-Version header must equal the "
@@ -552,6 +556,7 @@ static int modern_post(hconn *c, const sq_http_request *req, sq_rpc_msg *m,
         sq_outq_unref(q);
         return respond_error(c, 500, NULL, SQ_RPC_INTERNAL_ERROR, "out of memory", NULL);
     }
+    r->log_level = level;
     int rc = sq_tracker_admit(c->trk, r);
     if (rc == 0 && (rc = sq_req_start(r)) != 0) {
         sq_req_cancel(r);
@@ -1111,7 +1116,7 @@ static int handle(hconn *c, sq_http_request *req, bool *close)
     bool modern = false;
     for (size_t i = 0; i < p.n; i++)
         modern |= p.msgs[i].kind != SQ_RPC_INVALID &&
-                  sq_era_claims_modern(p.msgs[i].params);
+                  sq_era_claims_modern(p.msgs[i].params, &c->memo);
     if (p.batch && modern) {
         rc = respond_error(c, 400, NULL, SQ_RPC_INVALID_REQUEST,
                            "Invalid Request: 2026-07-28 requests are never batched",
@@ -1135,7 +1140,7 @@ static int handle(hconn *c, sq_http_request *req, bool *close)
         rc = m->kind == SQ_RPC_RESPONSE
                  ? respond_error(c, 400, m->id, SQ_RPC_INVALID_REQUEST,
                                  "2026-07-28 clients send no responses", NULL)
-                 : modern_post(c, req, m, close);
+                 : modern_post(c, req, hv, m, close);
     else
         rc = legacy_post(c, req, &p, close);
 out:

@@ -78,6 +78,11 @@ void sq_req_unref(sq_mcp_req *r)
         return;
     if (r->sess)
         sq_sess_unref(r->sess);
+    /* params._meta may be shared with the connection's _meta cache and
+     * its other messages (sq_proto/jsonrpc.h): held across the message's
+     * release and dropped last, so that its final reference is dropped
+     * here, ordered, not inside jansson's delete of the message. */
+    json_t *meta = json_incref(json_object_get(r->params, "_meta"));
     json_decref(r->caps);
     json_decref(r->params);
     json_decref(r->progress_token);
@@ -85,6 +90,7 @@ void sq_req_unref(sq_mcp_req *r)
     json_decref(r->inputs);
     json_decref(r->state);
     json_decref(r->err_data);
+    json_decref(meta);
     free(r->err_msg);
     free(r->method);
     free(r->id);

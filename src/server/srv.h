@@ -423,13 +423,32 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io, bool admin);
 
 
 /* Modern era: classification and envelope (era.c). */
-/* True if params carry the modern claim (_meta protocolVersion). */
-bool sq_era_claims_modern(json_t *params);
+
+/* A connection's (or stream's) memory of its last valid envelope, kept
+ * only while that envelope is one of its _meta cache's entries (shared,
+ * unchanged and alive until the cache is cleared, so the same address is
+ * the same envelope): a request that shares it is checked by a pointer
+ * comparison.  All-zero is empty; cleared with the cache. */
+typedef struct sq_era_memo {
+    json_t *meta;          /* the entry's object, or NULL */
+    const char *version;
+    json_t *caps;
+    int level;
+} sq_era_memo;
+
+/* True if params carry the modern claim (_meta protocolVersion); memo
+ * may be NULL.  Never waits. */
+bool sq_era_claims_modern(json_t *params, const sq_era_memo *memo);
 /* Validates a modern request's envelope: 0 with *version, *caps set
- * (borrowed), or a JSON-RPC error code with *why (and *data for -32022,
- * a new reference). */
-int sq_era_envelope(json_t *params, const char **version, json_t **caps,
-                    const char **why, json_t **data);
+ * (borrowed) and *level (the _meta logLevel, -1 if none), or a JSON-RPC
+ * error code with *why (and *data for -32022, a new reference).
+ * *version is the version the request names whenever it names one (also
+ * with -32022), else NULL.  With a memo and the cache the message was
+ * parsed with (both may be NULL), a valid envelope that is a cache entry
+ * is remembered, and checked again by address.  Never waits. */
+int sq_era_envelope(json_t *params, const sq_rpc_meta_cache *cache, sq_era_memo *memo,
+                    const char **version, json_t **caps, int *level, const char **why,
+                    json_t **data);
 
 /* requestState (mrtr.c): signs state for `method`+`name` into a string
  * (malloc'ed), and verifies one: 0 with *state (a reference), or

@@ -20,7 +20,8 @@ typedef struct sconn {
     sq_sess *sess;          /* the legacy session, once initialized */
     sq_tracker *trk;        /* 2026-07-28 requests */
     sq_task writer;
-    sq_rpc_meta_cache meta;  /* the reader's: the peer's last _meta */
+    sq_rpc_meta_cache meta;  /* the reader's: the peer's envelopes */
+    sq_era_memo memo;        /* the reader's: its last valid one */
 } sconn;
 
 /* ------------------------------------------------------------ writing */
@@ -191,7 +192,7 @@ static void notification(sconn *c, sq_rpc_msg *m)
 static void request(sconn *c, sq_rpc_msg *m, sq_batch *batch)
 {
     sq_srv *s = c->srv;
-    bool modern = sq_era_claims_modern(m->params);
+    bool modern = sq_era_claims_modern(m->params, &c->memo);
     if (!modern && strcmp(m->method, "initialize") == 0) {
         initialize(c, m, batch);
         return;
@@ -199,10 +200,12 @@ static void request(sconn *c, sq_rpc_msg *m, sq_batch *batch)
     const char *version;
     json_t *caps;
     sq_tracker *trk;
+    int level = -1;
     if (modern) {
         const char *why;
         json_t *data;
-        int code = sq_era_envelope(m->params, &version, &caps, &why, &data);
+        int code = sq_era_envelope(m->params, &c->meta, &c->memo, &version, &caps, &level,
+                                   &why, &data);
         if (code) {
             reply_error(c, batch, m->id, code, why, data);
             return;
@@ -234,6 +237,7 @@ static void request(sconn *c, sq_rpc_msg *m, sq_batch *batch)
         reply_error(c, batch, m->id, SQ_RPC_INTERNAL_ERROR, "out of memory", NULL);
         return;
     }
+    r->log_level = level; /* 2026-07-28: the request's own (-1: none) */
     if (!modern) {
         r->sess = sq_sess_ref(c->sess);
         atomic_store(&c->sess->last_used, sq_now());
@@ -328,7 +332,7 @@ static void line(sconn *c, const char *text, size_t len)
         bool modern = false;
         for (size_t i = 0; i < p.n; i++)
             modern |= p.msgs[i].kind != SQ_RPC_INVALID &&
-                      sq_era_claims_modern(p.msgs[i].params);
+                      sq_era_claims_modern(p.msgs[i].params, NULL);
         if (modern || !c->sess || strcmp(c->sess->version, "2025-03-26") != 0) {
             reply_error(c, NULL, NULL, SQ_RPC_INVALID_REQUEST,
                         "Invalid Request: batches exist only in protocol "

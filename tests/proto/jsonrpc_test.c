@@ -1,5 +1,7 @@
 /* JSON-RPC messages: classification, ids written back exactly as sent,
  * the standard errors, and single-line output. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sq_proto/jsonrpc.h"
@@ -168,7 +170,7 @@ static void same_with_cache(const char *text, bool want_hit)
     sq_rpc_parsed w;
     const char *warm = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"x\",\"params\":{\"_meta\":" META "}}";
     CHECK_EQ(sq_rpc_parse_cached(warm, strlen(warm), &c, &w), 0);
-    CHECK(c.value != NULL);
+    CHECK_EQ(c.n, 1);
     sq_rpc_parsed_free(&w);
     size_t hits = c.hits;
     sq_rpc_parsed a, b;
@@ -186,12 +188,12 @@ static void same_with_cache(const char *text, bool want_hit)
             if (a.msgs[i].id && b.msgs[i].id)
                 CHECK(strcmp(a.msgs[i].id, b.msgs[i].id) == 0);
         }
-        /* A hit gives a copy of the cached object, not the object. */
+        /* A hit shares the cached object. */
         json_t *m = b.n == 1 ? json_object_get(b.msgs[0].params, "_meta") : NULL;
         if ((c.hits == hits + 1) != want_hit)
             fprintf(stderr, "hit or miss wrong on %s\n", text);
         CHECK_EQ(c.hits == hits + 1, want_hit);
-        CHECK(!m || m != c.value);
+        CHECK(!want_hit || m == c.e[0].value);
         sq_rpc_parsed_free(&a);
         sq_rpc_parsed_free(&b);
     } else {
@@ -209,6 +211,10 @@ TEST(the_meta_cache_changes_nothing_but_the_work)
                     "\"id\":\"a\",\"method\":\"m\"}", true);
     same_with_cache(" { \"jsonrpc\" : \"2.0\" , \"id\" : 1 , \"method\" : \"m\" , \"params\" : "
                     "{ \"_meta\" : " META " } } ", true);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":"
+                    "{\"a\":1 , \"_meta\":" META "\t,\n\"b\":[2]}}", true);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":"
+                    "{\"a\":true,\"_meta\":" META "}}", true);
     /* Misses that parse: another envelope, a key spelled with escapes,
      * the envelope's text inside a string or in another member. */
     same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":{}}}", false);
@@ -225,4 +231,81 @@ TEST(the_meta_cache_changes_nothing_but_the_work)
     same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META "5}}", false);
     same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META, false);
     same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"x\":\"" "\"_meta\":" META "}}", false);
+    /* Separators around a removed member: missing, doubled, trailing. */
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META " \"b\":1}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META ",}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"_meta\":" META ",,\"b\":1}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,\"_meta\":" META ",}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,,\"_meta\":" META "}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1 \"_meta\":" META "}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1\"_meta\":" META "}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,\"_meta\":" META "]}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,\"_meta\":" META "}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,\"_meta\":" META, false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,\"_meta\":" META ",\"\\u005fmeta\":1}}", false);
+    same_with_cache("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":{\"a\":1,\"_meta\":" META "}} {}", false);
+}
+
+/* A body of params._meta `meta`, parsed with c: whether it was a hit, and
+ * its params._meta (borrowed from *p, which the caller frees). */
+static bool parse_with(sq_rpc_meta_cache *c, const char *meta, sq_rpc_parsed *p)
+{
+    size_t size = strlen(meta) + 100;
+    char *text = malloc(size);
+    snprintf(text, size, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":"
+                         "{\"name\":\"n\",\"_meta\":%s}}", meta);
+    size_t hits = c->hits;
+    CHECK_EQ(sq_rpc_parse_cached(text, strlen(text), c, p), 0);
+    json_t *want = json_loads(meta, 0, NULL);
+    CHECK(json_equal(json_object_get(p->msgs[0].params, "_meta"), want));
+    json_decref(want);
+    free(text);
+    return c->hits == hits + 1;
+}
+
+TEST(the_meta_cache_keeps_its_first_envelopes_and_shares_them)
+{
+    sq_rpc_meta_cache c = {0};
+    sq_rpc_parsed p[SQ_RPC_META_CACHE_N + 1], q;
+    char metas[SQ_RPC_META_CACHE_N + 1][64];
+    /* Distinct envelopes: the first N become entries, the next does not. */
+    for (int i = 0; i <= SQ_RPC_META_CACHE_N; i++) {
+        snprintf(metas[i], sizeof metas[i], "{\"io.modelcontextprotocol/logLevel\":\"l%d\"}", i);
+        CHECK(!parse_with(&c, metas[i], &p[i]));
+        CHECK_EQ(c.n, (size_t)(i < SQ_RPC_META_CACHE_N ? i + 1 : SQ_RPC_META_CACHE_N));
+    }
+    /* Each kept one hits, in any order, and its message shares the entry's
+     * object, which is the first message's own (one object, three holders:
+     * the cache and two messages). */
+    for (int i = SQ_RPC_META_CACHE_N - 1; i >= 0; i--) {
+        CHECK(parse_with(&c, metas[i], &q));
+        json_t *m = json_object_get(q.msgs[0].params, "_meta");
+        CHECK(m == c.e[i].value);
+        CHECK(m == json_object_get(p[i].msgs[0].params, "_meta"));
+        CHECK_EQ(m->refcount, 3);
+        sq_rpc_parsed_free(&q);
+    }
+    /* The one that found no room is still parsed whole, every time. */
+    CHECK(!parse_with(&c, metas[SQ_RPC_META_CACHE_N], &q));
+    sq_rpc_parsed_free(&q);
+    /* Clearing drops the cache's references only: the messages keep theirs. */
+    json_t *first = json_object_get(p[0].msgs[0].params, "_meta");
+    sq_rpc_meta_cache_clear(&c);
+    CHECK_EQ(c.n, 0);
+    CHECK_EQ(first->refcount, 1);
+    for (int i = 0; i <= SQ_RPC_META_CACHE_N; i++)
+        sq_rpc_parsed_free(&p[i]);
+    /* An envelope longer than SQ_RPC_META_CACHE_MAX is never an entry. */
+    size_t big = SQ_RPC_META_CACHE_MAX + 16;
+    char *huge = malloc(big + 1);
+    memcpy(huge, "{\"k\":\"", 6);
+    memset(huge + 6, 'x', big - 8);
+    memcpy(huge + big - 2, "\"}", 3);
+    CHECK(!parse_with(&c, huge, &q));
+    sq_rpc_parsed_free(&q);
+    CHECK_EQ(c.n, 0);
+    CHECK(!parse_with(&c, huge, &q));
+    sq_rpc_parsed_free(&q);
+    free(huge);
+    sq_rpc_meta_cache_clear(&c);
 }

@@ -59,25 +59,46 @@ typedef struct sq_rpc_parsed {
  * not a message is SQ_RPC_INVALID (its id, if readable, is kept). */
 int sq_rpc_parse(const char *text, size_t len, sq_rpc_parsed *out);
 
-/* The last params._meta object one peer sent, as text and parsed.  The
+/* The params._meta objects one peer sends, as text and parsed.  The
  * 2026-07-28 era puts the same envelope (protocol version, client
  * capabilities) in every request, and jansson parses about 13 ns a byte:
- * with a cache, a body whose params._meta is byte for byte the cached
- * text is parsed without it and given a copy of the cached object (a
- * copy costs a quarter of a parse).  One per connection or stream; not
- * for concurrent use.  All-zero is empty. */
-typedef struct sq_rpc_meta_cache {
+ * with a cache, a body whose params._meta is byte for byte a cached text
+ * is parsed without it, and its message shares the cached object.
+ *
+ * The cache keeps the first SQ_RPC_META_CACHE_N distinct envelopes of at
+ * most SQ_RPC_META_CACHE_MAX bytes it sees, until it is cleared; an entry
+ * is never replaced (so the cache's own reference is dropped only by
+ * sq_rpc_meta_cache_clear).  One per connection or stream; not for
+ * concurrent use.  All-zero is empty.
+ *
+ * Sharing: a message parsed with a cache may have its params._meta in
+ * common with the cache and with other messages of it, so:
+ *  - it must not be changed (squirreld never changes a request's params);
+ *  - a holder that frees such a message on another thread than the
+ *    cache's takes a reference to params._meta before and drops it after
+ *    the message: the object's last reference is then always dropped
+ *    through sq_proto/jansson.h (ordered for other threads), never inside
+ *    jansson's delete of a message, whose own counts are not. */
+#define SQ_RPC_META_CACHE_N 4
+#define SQ_RPC_META_CACHE_MAX 4096
+
+typedef struct sq_rpc_meta_entry {
     char *text;
     size_t len;
     json_t *value;
+} sq_rpc_meta_entry;
+
+typedef struct sq_rpc_meta_cache {
+    sq_rpc_meta_entry e[SQ_RPC_META_CACHE_N];
+    size_t n;             /* entries in use */
     size_t hits;          /* bodies parsed with it */
 } sq_rpc_meta_cache;
 
-/* As sq_rpc_parse, with the same results and the same messages (equal
- * JSON), using and updating *cache (NULL: none).  Never waits. */
+/* As sq_rpc_parse, with the same results and equal messages, using and
+ * filling *cache (NULL: none).  Never waits. */
 int sq_rpc_parse_cached(const char *text, size_t len, sq_rpc_meta_cache *cache,
                         sq_rpc_parsed *out);
-/* Empties the cache.  Never fails. */
+/* Empties the cache (drops its references).  Never fails. */
 void sq_rpc_meta_cache_clear(sq_rpc_meta_cache *cache);
 void sq_rpc_parsed_free(sq_rpc_parsed *p);
 /* Frees one message's contents (for messages taken out of a batch). */

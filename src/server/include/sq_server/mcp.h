@@ -73,15 +73,18 @@ sq_srv *sq_mcp_server(const sq_mcp_req *r);
 int sq_mcp_era(const sq_mcp_req *r);
 /* The protocol version the request runs under ("2025-11-25", ...). */
 const char *sq_mcp_version(const sq_mcp_req *r);
-/* The client's capabilities (borrowed, an object) and whether it declared
- * one, by a dotted path: "sampling", "elicitation", "elicitation.url",
- * "roots", "extensions.io.modelcontextprotocol/tasks" (the last part may
- * contain dots when it is an extension id: see the implementation). */
+/* The client's capabilities (borrowed, read-only, an object) and whether
+ * it declared one, by a dotted path: "sampling", "elicitation",
+ * "elicitation.url", "roots", "extensions.io.modelcontextprotocol/tasks"
+ * (the last part may contain dots when it is an extension id: see the
+ * implementation). */
 json_t *sq_mcp_client_caps(const sq_mcp_req *r);
 bool sq_mcp_client_has(const sq_mcp_req *r, const char *cap);
 /* The legacy session's id (HTTP), or NULL. */
 const char *sq_mcp_session_id(const sq_mcp_req *r);
-/* The method and params of the request (borrowed). */
+/* The method and params of the request (borrowed, read-only: parts of
+ * them, such as a 2026-07-28 request's _meta and the client capabilities
+ * in it, are shared with other requests of the same connection). */
 const char *sq_mcp_method(const sq_mcp_req *r);
 json_t *sq_mcp_params(const sq_mcp_req *r);
 
