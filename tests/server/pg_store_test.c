@@ -229,7 +229,7 @@ static void storm_test(bool restart)
         bool same = true;
         v0 = counter_of(s->in[0].m, &n0);
         for (int i = 1; i < INSTANCES; i++) {
-            json_int_t n;
+            json_int_t n = -1;
             same &= counter_of(s->in[i].m, &n) == v0 && n == n0;
         }
         same;

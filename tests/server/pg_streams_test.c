@@ -178,7 +178,7 @@ static void expect_replay(mt_http *h, mt_resp *r, const char *sid, long long str
     int got = 0;
     long long prev = after;
     while (mt_sse_next(h, r, &ev)) {
-        long long st, seq;
+        long long st = -1, seq = -1;
         CHECK(parse_id(ev.id, &st, &seq));
         CHECK_EQ(st, stream);
         CHECK_EQ(seq, prev + 1); /* in order, no gap, none twice */
@@ -230,7 +230,7 @@ static void resume_after_a_kill(node *a, node *b)
     char *read[4] = {NULL};
     for (int i = 1; r && i <= 3; i++) {
         CHECK(mt_sse_next(h, r, &ev));
-        long long st;
+        long long st = -1;
         CHECK(parse_id(ev.id, &st, &seq));
         CHECK_EQ(st, stream);
         CHECK_EQ(seq, i);
