@@ -10,8 +10,10 @@
  * ThreadSanitizer reports it.  The replacements below do the same with an
  * atomic load, and release the last reference with acquire-release order
  * so that the thread that frees a value sees every other thread's writes
- * to it.  Values that are modified must still not be shared: only the
- * count is made thread-safe, as in jansson.  Nothing here waits.
+ * to it.  jansson's inline setters that take a reference of their own
+ * (json_object_set, json_array_append, ...) are replaced the same way.
+ * Values that are modified must still not be shared: only the count is
+ * made thread-safe, as in jansson.  Nothing here waits.
  */
 #ifndef SQ_PROTO_JANSSON_H
 #define SQ_PROTO_JANSSON_H
@@ -36,9 +38,43 @@ static inline void sq__json_decref(json_t *j)
         json_delete(j);
 }
 
+/* jansson's inline setters that add a reference (json_object_set,
+ * json_array_append, ...) call its own json_incref: these do the same
+ * with the one above. */
+static inline int sq__json_object_set(json_t *o, const char *k, json_t *v)
+{
+    return json_object_set_new(o, k, sq__json_incref(v));
+}
+static inline int sq__json_object_setn(json_t *o, const char *k, size_t n, json_t *v)
+{
+    return json_object_setn_new(o, k, n, sq__json_incref(v));
+}
+static inline int sq__json_object_set_nocheck(json_t *o, const char *k, json_t *v)
+{
+    return json_object_set_new_nocheck(o, k, sq__json_incref(v));
+}
+static inline int sq__json_array_set(json_t *a, size_t i, json_t *v)
+{
+    return json_array_set_new(a, i, sq__json_incref(v));
+}
+static inline int sq__json_array_append(json_t *a, json_t *v)
+{
+    return json_array_append_new(a, sq__json_incref(v));
+}
+static inline int sq__json_array_insert(json_t *a, size_t i, json_t *v)
+{
+    return json_array_insert_new(a, i, sq__json_incref(v));
+}
+
 #undef json_incref
 #undef json_decref
 #define json_incref sq__json_incref
 #define json_decref sq__json_decref
+#define json_object_set sq__json_object_set
+#define json_object_setn sq__json_object_setn
+#define json_object_set_nocheck sq__json_object_set_nocheck
+#define json_array_set sq__json_array_set
+#define json_array_append sq__json_array_append
+#define json_array_insert sq__json_array_insert
 
 #endif
