@@ -390,8 +390,24 @@ static void graceful_stop_keeps_the_stream(node *b, const char *uri)
     free(sid);
 }
 
+/* True once squirreld c logs that session sid expired (idle), within
+ * MT_WAIT (its stderr is read up to that line). */
+static bool expired_in_log(node *c, const char *sid)
+{
+    int64_t deadline = sq_now() + MT_WAIT;
+    for (char *l; (l = mt_next_until(c->ch->err, deadline)) != NULL;) {
+        bool hit = strstr(l, "expired (idle)") && strstr(l, sid);
+        free(l);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
 /* A session that expires (session_idle 1 s) takes its stored events with
- * it, as a DELETE does. */
+ * it, as a DELETE does.  The retention of stored events is session_idle
+ * too, so the pruning may remove them first: the rows being gone says
+ * nothing about the session, which is waited for in the log. */
 static void expiry_deletes_the_events(const char *uri)
 {
     char path[64];
@@ -416,6 +432,7 @@ static void expiry_deletes_the_events(const char *uri)
     mt_http_close(h);
     CHECK(db_wait(sid, 1, 0, '=', 4));
     /* Idle from now on: expired within a second or two, and its rows go. */
+    CHECK(expired_in_log(&c, sid));
     CHECK(db_wait(sid, -1, -1, '=', 0));
     h = mt_http_at(c.port);
     mt_http_delete(h, hd);
