@@ -428,7 +428,8 @@ void sq_serve_http_conn(sq_srv *s, sq_io *io, bool admin);
  * only while that envelope is one of its _meta cache's entries (shared,
  * unchanged and alive until the cache is cleared, so the same address is
  * the same envelope): a request that shares it is checked by a pointer
- * comparison.  All-zero is empty; cleared with the cache. */
+ * comparison.  All-zero is empty; it lives exactly as long as the cache
+ * (both are members of the same connection). */
 typedef struct sq_era_memo {
     json_t *meta;          /* the entry's object, or NULL */
     const char *version;

@@ -985,6 +985,19 @@ mt_child *mt_spawn_env(const char *const *args, const char *const *env)
     return c;
 }
 
+int mt_child_port(mt_child *c, const char *scheme)
+{
+    char *want = mt_fmt("listening on %s://", scheme);
+    int port = 0;
+    for (char *l; !port && (l = mt_next(c->err)) != NULL; free(l)) {
+        const char *u = strstr(l, want);
+        const char *colon = u ? strchr(u + strlen(want), ':') : NULL;
+        port = colon ? atoi(colon + 1) : 0;
+    }
+    free(want);
+    return port;
+}
+
 int mt_child_wait(mt_child *c, int64_t deadline)
 {
     /* A child's exit cannot be waited for through the reactor (a pidfd is

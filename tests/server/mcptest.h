@@ -253,6 +253,10 @@ typedef struct mt_child {
 mt_child *mt_spawn(const char *const *args);
 /* The same with environment entries ("NAME=value") set or replaced. */
 mt_child *mt_spawn_env(const char *const *args, const char *const *env);
+/* The port of its listener for scheme ("http", "tcp"), from the line
+ * "listening on SCHEME://HOST:PORT" it prints on stderr (the lines before
+ * it are read and dropped); 0 if its stderr ends first (mt_next's wait). */
+int mt_child_port(mt_child *c, const char *scheme);
 /* Waits for it to exit: its exit code, or 128 + the signal that killed
  * it, or -1 if it is still running at the deadline (then it is killed). */
 int mt_child_wait(mt_child *c, int64_t deadline);

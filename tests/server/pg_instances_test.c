@@ -37,18 +37,8 @@ static bool node_start(node *n, const char *uri)
 {
     const char *args[] = {"--tcp", "127.0.0.1:0", "--store", uri, NULL};
     n->ch = mt_spawn(args);
-    n->port = 0;
-    while (!n->port) {
-        char *l = mt_next(n->ch->err);
-        if (!l)
-            return false;
-        if (strstr(l, "listening on tcp://")) {
-            char *colon = strrchr(l, ':');
-            n->port = colon ? atoi(colon + 1) : 0;
-        }
-        free(l);
-    }
-    return true;
+    n->port = mt_child_port(n->ch, "tcp");
+    return n->port > 0;
 }
 
 /* ------------------------------------------------------------- clients */

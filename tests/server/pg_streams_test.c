@@ -41,19 +41,8 @@ static bool node_start_with(node *n, const char *uri, const char *config)
     const char *args[] = {"--http", "127.0.0.1:0", "--store", uri, "--fixtures", "bench",
                           config ? "--config" : NULL, config, NULL};
     n->ch = mt_spawn(args);
-    n->port = 0;
-    while (!n->port) {
-        char *l = mt_next(n->ch->err);
-        if (!l)
-            return false;
-        const char *u = strstr(l, "listening on http://");
-        if (u) {
-            char *colon = strrchr(u, ':');
-            n->port = colon ? atoi(colon + 1) : 0;
-        }
-        free(l);
-    }
-    return true;
+    n->port = mt_child_port(n->ch, "http");
+    return n->port > 0;
 }
 
 static bool node_start(node *n, const char *uri)
@@ -124,12 +113,23 @@ static bool db_wait(const char *sid, long long stream, long long after, char cmp
 
 /* ---------------------------------------------------------------- SSE */
 
-static char *call_sleep(int id, int ms, int steps)
+/* A legacy session opened on n, and a call of its sleep tool (id; steps
+ * progress notifications over ms) posted on a new connection: the
+ * response, the connection in *h, the session id and its header lines in
+ * *sid and *hd (the caller's to free). */
+static mt_resp *post_sleep(node *n, int id, int ms, int steps, char **sid, char **hd,
+                           mt_http **h)
 {
-    return mt_fmt("{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":"
-                  "{\"name\":\"sleep\",\"arguments\":{\"ms\":%d,\"steps\":%d},"
-                  "\"_meta\":{\"progressToken\":\"t\"}}}",
-                  id, ms, steps);
+    *sid = session_at(n);
+    *hd = mt_sess_headers(*sid, VERSION);
+    *h = mt_http_at(n->port);
+    char *body = mt_fmt("{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\","
+                        "\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":%d,"
+                        "\"steps\":%d},\"_meta\":{\"progressToken\":\"t\"}}}",
+                        id, ms, steps);
+    mt_http_post(*h, *hd, body);
+    free(body);
+    return mt_http_next(*h);
 }
 
 /* "<stream>-<seq>" */
@@ -211,15 +211,11 @@ static double progress_of(const char *msg)
 /* A stream cut short by a SIGKILL of its instance, resumed on the other. */
 static void resume_after_a_kill(node *a, node *b)
 {
-    char *sid = session_at(a);
-    char *hd = mt_sess_headers(sid, VERSION);
-    mt_http *h = mt_http_at(a->port);
     /* 50 progress events 200 ms apart: the answer is an SSE stream that
      * is far from its end when A dies. */
-    char *body = call_sleep(7, 10000, 50);
-    mt_http_post(h, hd, body);
-    free(body);
-    mt_resp *r = mt_http_next(h);
+    char *sid, *hd;
+    mt_http *h;
+    mt_resp *r = post_sleep(a, 7, 10000, 50, &sid, &hd, &h);
     CHECK(r && r->status == 200 && mt_hdr_is(r, "content-type", "text/event-stream"));
     mt_event ev;
     long long stream = 0, seq = -1;
@@ -300,13 +296,9 @@ static long long metric(int port, const char *sample)
 
 static void replay_and_delete(node *a, node *b)
 {
-    char *sid = session_at(a);
-    char *hd = mt_sess_headers(sid, VERSION);
-    mt_http *h = mt_http_at(a->port);
-    char *body = call_sleep(3, 30, 3);
-    mt_http_post(h, hd, body);
-    free(body);
-    mt_resp *r = mt_http_next(h);
+    char *sid, *hd;
+    mt_http *h;
+    mt_resp *r = post_sleep(a, 3, 30, 3, &sid, &hd, &h);
     CHECK(r && r->status == 200);
     char **msgs = r ? mt_http_msgs(h, r) : NULL;
     int n = 0;
@@ -357,13 +349,9 @@ static void replay_and_delete(node *a, node *b)
  * session's end): an instance started again replays them to the end. */
 static void graceful_stop_keeps_the_stream(node *b, const char *uri)
 {
-    char *sid = session_at(b);
-    char *hd = mt_sess_headers(sid, VERSION);
-    mt_http *h = mt_http_at(b->port);
-    char *body = call_sleep(9, 1000, 10);
-    mt_http_post(h, hd, body);
-    free(body);
-    mt_resp *r = mt_http_next(h);
+    char *sid, *hd;
+    mt_http *h;
+    mt_resp *r = post_sleep(b, 9, 1000, 10, &sid, &hd, &h);
     CHECK(r && r->status == 200);
     mt_event ev;
     long long stream = 0, seq = -1;
@@ -420,13 +408,9 @@ static void expiry_deletes_the_events(const char *uri)
     fclose(f);
     node c;
     CHECK(node_start_with(&c, uri, path));
-    char *sid = session_at(&c);
-    char *hd = mt_sess_headers(sid, VERSION);
-    mt_http *h = mt_http_at(c.port);
-    char *body = call_sleep(5, 30, 3);
-    mt_http_post(h, hd, body);
-    free(body);
-    mt_resp *r = mt_http_next(h);
+    char *sid, *hd;
+    mt_http *h;
+    mt_resp *r = post_sleep(&c, 5, 30, 3, &sid, &hd, &h);
     CHECK(r && r->status == 200);
     mt_msgs_free(r ? mt_http_msgs(h, r) : NULL);
     mt_http_close(h);

@@ -30,31 +30,14 @@ static char *config_file(const char *json)
     return path;
 }
 
-/* The port of the child's HTTP listener, from its "listening on" line. */
-static int http_port(mt_child *c)
-{
-    static const char want[] = "squirreld: listening on http://127.0.0.1:";
-    for (int i = 0; i < 20; i++) {
-        char *line = mt_next(c->err);
-        if (!line)
-            break;
-        int port = 0;
-        if (strncmp(line, want, sizeof want - 1) == 0)
-            port = atoi(line + sizeof want - 1);
-        free(line);
-        if (port > 0)
-            return port;
-    }
-    sq_test_fail(__FILE__, __LINE__, "no \"listening on http://127.0.0.1:PORT\" line");
-    return -1;
-}
-
 static mt_child *start(const char *config, int *port)
 {
     const char *const args[] = {"--http", "127.0.0.1:0", "--fixtures", "conformance",
                                 "--config", config, NULL};
     mt_child *c = mt_spawn(args);
-    *port = http_port(c);
+    *port = mt_child_port(c, "http");
+    if (*port <= 0)
+        sq_test_fail(__FILE__, __LINE__, "no \"listening on http://127.0.0.1:PORT\" line");
     return c;
 }
 
