@@ -867,6 +867,10 @@ typedef struct churn {
 static void *churn_updater(void *arg)
 {
     churn *c = arg;
+    /* The churn runs while updates happen: updaters that all finished
+     * before a listener got a worker would leave nothing to churn. */
+    while (atomic_load(&c->listened) < CH_CHURN)
+        sq_yield();
     for (int i = 0; i < CH_N; i++)
         CHECK_EQ(sq_state_update(&c->st, inc_update, NULL, NULL), 0);
     atomic_fetch_add(&c->updaters_done, 1);
